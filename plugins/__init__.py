@@ -1,0 +1,1 @@
+"""First-party provider plugins, loaded through the ``revo_sdk`` entry points."""

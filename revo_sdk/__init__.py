@@ -1,0 +1,91 @@
+"""revo-sdk: resilient calls, durable webhooks and monitoring for GitHub,
+Slack, Jira and any provider a plugin adds.
+
+Start with :class:`Client`; the user guide is in ``docs/``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._config import (
+    NO_FALLBACK,
+    BreakerPolicy,
+    BulkheadPolicy,
+    CachePolicy,
+    IntegrationConfig,
+    LimiterPolicy,
+    RetryPolicy,
+    Timeouts,
+)
+from ._exceptions import (
+    AuthenticationError,
+    BulkheadFullError,
+    CallError,
+    CallTimeoutError,
+    CircuitOpenError,
+    ConfigurationError,
+    HTTPStatusError,
+    PermanentHandlerError,
+    RateLimitedError,
+    RetryExhaustedError,
+    RevoError,
+    RevoWarning,
+    StorageError,
+    TransportError,
+    UnknownIntegrationError,
+    UnsafeURLError,
+    WebhookError,
+    WebhookRejected,
+)
+from ._provider import Outcome, Provider, RateLimitInfo, VerifyResult, WebhookEvent
+from ._records import AttemptRecord, BreakerChange, WebhookRecord
+from .hookspecs import hookimpl
+
+__all__ = [
+    "NO_FALLBACK",
+    "AttemptRecord",
+    "AuthenticationError",
+    "BreakerChange",
+    "BreakerPolicy",
+    "BulkheadFullError",
+    "BulkheadPolicy",
+    "CachePolicy",
+    "CallError",
+    "CallTimeoutError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "HTTPStatusError",
+    "IntegrationConfig",
+    "LimiterPolicy",
+    "Outcome",
+    "PermanentHandlerError",
+    "Provider",
+    "RateLimitInfo",
+    "RateLimitedError",
+    "RetryExhaustedError",
+    "RetryPolicy",
+    "RevoError",
+    "RevoWarning",
+    "StorageError",
+    "Timeouts",
+    "TransportError",
+    "UnknownIntegrationError",
+    "UnsafeURLError",
+    "VerifyResult",
+    "WebhookError",
+    "WebhookEvent",
+    "WebhookRecord",
+    "WebhookRejected",
+    "hookimpl",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("revo-sdk")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

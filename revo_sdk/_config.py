@@ -1,0 +1,249 @@
+"""Immutable configuration values.
+
+Every policy is a frozen dataclass with keyword-only fields, so one instance
+can be shared by many integrations and threads; use :func:`dataclasses.replace`
+to derive a changed copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._exceptions import ConfigurationError
+
+RetryStrategy = Literal["exponential", "linear", "fixed", "immediate", "none"]
+
+#: Statuses retried by default (429 and the transient 5xx family).
+DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+#: Methods that may be resent without the caller saying so (RFC 9110 §9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = True) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigurationError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """Connect and read timeouts in seconds for one integration."""
+
+    connect: float = 10.0
+    read: float = 30.0
+
+    def __post_init__(self) -> None:
+        _positive("Timeouts.connect", self.connect, allow_zero=False)
+        _positive("Timeouts.read", self.read, allow_zero=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How failed attempts are retried.
+
+    :param strategy: ``exponential`` (``base_delay * 2**n``), ``linear``
+        (``base_delay * n``), ``fixed`` (``base_delay``), ``immediate`` (no
+        wait) or ``none`` (never retry).
+    :param max_attempts: attempts in all, the first included.
+    :param base_delay: seconds; the unit of every strategy.
+    :param max_delay: no single wait is longer than this, jitter included.
+    :param jitter: spread each wait over ``[delay/2, delay]`` so clients that
+        failed together do not retry together, even at the cap.
+    :param deadline: seconds for the whole call, every attempt and wait
+        included; ``None`` for no deadline.
+    :param retry_statuses: statuses that are retried when the provider does
+        not classify them itself.
+    """
+
+    strategy: RetryStrategy = "exponential"
+    max_attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: bool = True
+    deadline: float | None = 120.0
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("exponential", "linear", "fixed", "immediate", "none"):
+            raise ConfigurationError(f"unknown retry strategy {self.strategy!r}")
+        if self.max_attempts < 1:
+            raise ConfigurationError("RetryPolicy.max_attempts must be at least 1")
+        _positive("RetryPolicy.base_delay", self.base_delay)
+        _positive("RetryPolicy.max_delay", self.max_delay)
+        if self.deadline is not None:
+            _positive("RetryPolicy.deadline", self.deadline, allow_zero=False)
+
+    @property
+    def attempts(self) -> int:
+        """Attempts actually allowed (1 when the strategy is ``none``)."""
+        return 1 if self.strategy == "none" else self.max_attempts
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreakerPolicy:
+    """Circuit breaker settings.
+
+    :param failure_threshold: consecutive failures that open the circuit.
+    :param recovery_timeout: seconds the circuit stays open before it lets
+        trial calls through (half-open).
+    :param half_open_max_calls: trial calls allowed at once while half-open;
+        that many successes close the circuit, one failure opens it again.
+    :param enabled: ``False`` turns the breaker off for the integration.
+    """
+
+    failure_threshold: int = 5
+    recovery_timeout: float = 30.0
+    half_open_max_calls: int = 1
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ConfigurationError(
+                "BreakerPolicy.failure_threshold must be at least 1"
+            )
+        if self.half_open_max_calls < 1:
+            raise ConfigurationError(
+                "BreakerPolicy.half_open_max_calls must be at least 1"
+            )
+        _positive("BreakerPolicy.recovery_timeout", self.recovery_timeout)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimiterPolicy:
+    """Token bucket settings: ``rate`` tokens per second, up to ``burst`` saved.
+
+    :param max_wait: longest a call blocks waiting for a token before it
+        raises :class:`~revo_sdk.RateLimitedError`; ``0`` fails fast.
+    :param enabled: ``False`` turns client-side rate limiting off.
+    """
+
+    rate: float = 10.0
+    burst: int = 20
+    max_wait: float = 30.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("LimiterPolicy.rate", self.rate, allow_zero=False)
+        if self.burst < 1:
+            raise ConfigurationError("LimiterPolicy.burst must be at least 1")
+        _positive("LimiterPolicy.max_wait", self.max_wait)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CachePolicy:
+    """Response cache for GETs.
+
+    :param route_ttls: ``(pattern, seconds)`` pairs; the first pattern that
+        matches a request path gives its TTL. Patterns are paths in which
+        ``*`` matches one segment and a trailing ``**`` any rest.
+    :param default_ttl: TTL of paths no pattern matches; ``0`` (the default)
+        leaves them uncached.
+    :param maxsize: most responses kept per integration.
+    """
+
+    enabled: bool = True
+    route_ttls: tuple[tuple[str, float], ...] = ()
+    default_ttl: float = 0.0
+    maxsize: int = 1024
+
+    def __post_init__(self) -> None:
+        _positive("CachePolicy.default_ttl", self.default_ttl)
+        if self.maxsize < 1:
+            raise ConfigurationError("CachePolicy.maxsize must be at least 1")
+        for pattern, ttl in self.route_ttls:
+            _positive(f"CachePolicy TTL for {pattern!r}", ttl)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkheadPolicy:
+    """Concurrency limits for one integration.
+
+    :param max_concurrent: calls in flight at once (direct and submitted).
+    :param max_wait: seconds a direct call waits for a free slot before
+        :class:`~revo_sdk.BulkheadFullError`.
+    :param max_queue: submitted calls waiting for a worker thread; one more
+        raises :class:`~revo_sdk.BulkheadFullError` at once.
+    """
+
+    max_concurrent: int = 10
+    max_wait: float = 1.0
+    max_queue: int = 100
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1:
+            raise ConfigurationError("BulkheadPolicy.max_concurrent must be at least 1")
+        if self.max_queue < 0:
+            raise ConfigurationError("BulkheadPolicy.max_queue must be >= 0")
+        _positive("BulkheadPolicy.max_wait", self.max_wait)
+
+
+class _Missing:
+    """Sentinel type: no fallback configured."""
+
+    def __repr__(self) -> str:
+        return "NO_FALLBACK"
+
+
+NO_FALLBACK: Any = _Missing()
+
+Fallback = Any  # a value, or a callable taking the exception that triggered it
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntegrationConfig:
+    """Everything the client needs to talk to one integration.
+
+    ``name`` is how the integration is addressed (``client.<name>``);
+    ``provider`` names the plugin that speaks its protocol and defaults to
+    ``name``. Settings left ``None`` take the provider's defaults. Secrets are
+    kept out of ``repr``.
+
+    :param webhook_secrets: secrets that sign incoming webhooks; several are
+        accepted at once so a secret can be rotated without losing events.
+    :param allow_unsigned_webhooks: accept deliveries with no signature when
+        no secret is configured. Off by default: an integration without a
+        secret refuses webhooks.
+    :param options: provider-specific settings (for example Jira's
+        ``username`` for basic authentication).
+    """
+
+    name: str
+    provider: str | None = None
+    base_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    allow_unsigned_webhooks: bool = False
+    timeouts: Timeouts | None = None
+    retry: RetryPolicy | None = None
+    breaker: BreakerPolicy | None = None
+    limiter: LimiterPolicy | None = None
+    cache: CachePolicy | None = None
+    bulkhead: BulkheadPolicy | None = None
+    fallback: Fallback = NO_FALLBACK
+    headers: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "a").isalnum():
+            raise ConfigurationError(
+                f"integration name {self.name!r} must be letters, digits and underscores"
+            )
+        if isinstance(self.webhook_secrets, str):
+            object.__setattr__(self, "webhook_secrets", (self.webhook_secrets,))
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider or self.name
+
+    def with_defaults(self, **defaults: Any) -> IntegrationConfig:
+        """A copy in which each ``None`` field takes the value in ``defaults``."""
+        changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+FallbackFunc = Callable[[BaseException], Any]

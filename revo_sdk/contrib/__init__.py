@@ -1,0 +1,1 @@
+"""Optional web front ends for webhook receipt: ``wsgi`` and ``flask``."""
