@@ -1,0 +1,448 @@
+"""The resilience pipeline of one integration.
+
+One :class:`Integration` owns every layer an outgoing call passes through, in
+this order::
+
+    cache -> single-flight -> bulkhead -> retry loop
+        -> breaker -> limiter -> transport -> provider.classify -> metrics
+
+Retries happen outside the breaker, so the breaker sees every attempt and an
+open breaker stops a retry loop at once. The provider's reading of each
+response (ok, retry, rate limited, auth, client error) drives every layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json as jsonlib
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+import urllib3
+from requests.structures import CaseInsensitiveDict
+
+from ._breaker import CircuitBreaker
+from ._bulkhead import Bulkhead
+from ._cache import CachedResponse, ResponseCache, SingleFlight
+from ._config import (
+    IDEMPOTENT_METHODS,
+    NO_FALLBACK,
+    BreakerPolicy,
+    BulkheadPolicy,
+    IntegrationConfig,
+    RetryPolicy,
+)
+from ._exceptions import (
+    CallError,
+    ConfigurationError,
+    HTTPStatusError,
+    RateLimitedError,
+    RetryExhaustedError,
+    TransportError,
+)
+from ._limiter import Limiter
+from ._provider import Outcome, Provider
+from ._records import AttemptRecord
+from ._retry import backoff_delay, parse_retry_after
+from ._transport import Origin, Transport, join_url, redact_url, to_response
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[AttemptRecord], None]
+EventSink = Callable[[str, str, str, float], None]  # integration, kind, detail, value
+
+_ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
+USER_AGENT = "revo-sdk"
+
+
+def route_of(path: str) -> str:
+    """The route template of ``path`` for metrics: numeric segments become ``{id}``."""
+    return _ID_SEGMENT.sub("/{id}", path) or "/"
+
+
+class Integration:
+    """Every layer of one integration, and the call that runs through them.
+
+    Thread safety: one instance serves all threads; each layer owns its lock.
+
+    :param observe: called with each :class:`AttemptRecord` (metrics, hooks).
+    :param event: called as ``event(integration, kind, detail, value)`` for
+        retries, cache hits, fallbacks and breaker changes.
+    """
+
+    def __init__(
+        self,
+        config: IntegrationConfig,
+        provider: Provider,
+        *,
+        observe: Observer | None = None,
+        event: EventSink | None = None,
+        on_breaker_change: Callable[[str, str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        base_url = config.base_url or provider.default_base_url
+        if not base_url:
+            env = f"REVO_{config.name.upper()}_BASE_URL"
+            raise ConfigurationError(
+                f"integration {config.name!r} needs a base_url (provider "
+                f"{provider.name!r} has no default); pass base_url= or set {env}"
+            )
+        config = config.with_defaults(
+            base_url=base_url,
+            timeouts=provider.default_timeouts,
+            retry=RetryPolicy(),
+            breaker=BreakerPolicy(),
+            limiter=provider.default_limiter,
+            cache=provider.default_cache,
+            bulkhead=BulkheadPolicy(),
+        )
+        # with_defaults filled every None above; the asserts narrow the types.
+        assert config.retry and config.breaker and config.limiter
+        assert config.cache and config.bulkhead and config.timeouts
+        self.name = config.name
+        self.config = config
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self._base_path = urlsplit(self.base_url).path
+        self.origin = Origin.of(self.base_url)
+        self.retry = config.retry
+        self._observe = observe
+        self._event = event
+        self._on_breaker_change = on_breaker_change
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+        self.transport = Transport(
+            integration=self.name,
+            base_url=self.base_url,
+            timeouts=config.timeouts,
+            maxsize=config.bulkhead.max_concurrent,
+            sensitive_headers=provider.sensitive_headers,
+        )
+        self.limiter = Limiter(config.limiter, integration=self.name, clock=clock, sleep=sleep)
+        self.breaker = CircuitBreaker(
+            config.breaker, integration=self.name, clock=clock, on_change=self._breaker_changed
+        )
+        self.cache = ResponseCache(config.cache, clock=clock)
+        self.flight = SingleFlight()
+        self.bulkhead = Bulkhead(config.bulkhead, integration=self.name)
+
+        self.headers: dict[str, str] = {"User-Agent": USER_AGENT}
+        self.headers.update(provider.default_headers(config))
+        self.headers.update(config.headers)
+        self.headers.update(provider.auth_headers(config))
+        token = (config.token or "").encode()
+        # Cached responses are keyed by who asked, without keeping the token.
+        self._credential = hashlib.sha256(token).hexdigest()[:16] if token else "-"
+
+    # -- the call -----------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | tuple[float, float] | None = None,
+        idempotent: bool | None = None,
+        idempotency_key: str | None = None,
+        cache: bool = True,
+        fallback: Any = NO_FALLBACK,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """Run one call through the pipeline; see :meth:`Client.request`."""
+        method = method.upper()
+        url = join_url(self.base_url, path, self.origin)
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
+        request_headers = dict(self.headers)
+        body = _encode_body(json, data, request_headers)
+        if headers:
+            request_headers.update(headers)
+        if idempotency_key:
+            request_headers["Idempotency-Key"] = idempotency_key
+        may_resend = bool(idempotent or idempotency_key or method in IDEMPOTENT_METHODS)
+        if idempotent is False:
+            may_resend = False
+        call = _Call(method, url, request_headers, body, _timeout(timeout), may_resend, retry or self.retry)
+        if fallback is NO_FALLBACK:
+            fallback = self.config.fallback
+        try:
+            if method == "GET" and cache:
+                return self._cached_get(call)
+            response = self._guarded(call)
+            if method not in ("GET", "HEAD", "OPTIONS") and response.status_code < 400:
+                # A write makes what was read under its path stale.
+                self.cache.invalidate_prefix(url.split("?", 1)[0])
+            return response
+        except CallError as exc:
+            if fallback is NO_FALLBACK:
+                raise
+            self._emit("fallback", type(exc).__name__, 1.0)
+            log.info("%s: using fallback after %s", self.name, type(exc).__name__)
+            return fallback(exc) if callable(fallback) else fallback
+
+    def _cached_get(self, call: _Call) -> requests.Response:
+        path = self._relative_path(call.url)
+        if self.cache.ttl_for(path) <= 0:
+            return self._guarded(call)
+        key = f"GET {call.url}|{call.headers.get('Accept', '')}|{self._credential}"
+        hit = self.cache.get(key)
+        if hit is not None:
+            self._emit("cache_hit", route_of(path), 1.0)
+            return _from_cached(hit)
+        self._emit("cache_miss", route_of(path), 1.0)
+
+        def fetch() -> requests.Response:
+            response = self._guarded(call)
+            if response.status_code == 200 and "no-store" not in response.headers.get(
+                "Cache-Control", ""
+            ):
+                self.cache.put(key, path, _to_cached(response))
+            return response
+
+        response, shared = self.flight.do(key, fetch)
+        # Waiters that shared one upstream call each get their own object.
+        return _copy_response(response) if shared else response
+
+    def _guarded(self, call: _Call) -> requests.Response:
+        with self.bulkhead.slot():
+            return self._attempts(call)
+
+    def _attempts(self, call: _Call) -> requests.Response:
+        policy = call.retry
+        deadline = math.inf if policy.deadline is None else self._clock() + policy.deadline
+        route = route_of(self._relative_path(call.url))
+        attempt = 0
+        while True:
+            attempt += 1
+            trial = self.breaker.acquire()  # CircuitOpenError stops retrying at once
+            try:
+                waited = self.limiter.acquire(
+                    "default", max_wait=min(self.config.limiter.max_wait, deadline - self._clock())  # type: ignore[union-attr]  # filled in __init__
+                )
+            except RateLimitedError:
+                self.breaker.record(trial, None)
+                raise
+            started = time.perf_counter()
+            try:
+                response = self.transport.send(
+                    call.method, call.url, headers=call.headers, body=call.body, timeout=call.timeout
+                )
+            except TransportError as exc:
+                self.breaker.record(trial, False)
+                self._record(call, route, 0, "transport_error", type(exc).__name__, started, attempt, waited)
+                if exc.may_have_reached_server and not call.may_resend:
+                    raise  # a POST that may have been processed is never resent
+                self._before_retry(call, exc, None, attempt, deadline, route)
+                continue
+
+            outcome = self.provider.classify(response.status_code, response.headers, response.content)
+            self.breaker.record(trial, not outcome.is_failure)
+            self._record(call, route, response.status_code, outcome.kind, outcome.reason, started, attempt, waited)
+            if outcome.kind not in ("retry", "rate_limited"):
+                return response
+            if outcome.kind == "retry" and not call.may_resend:
+                return response  # the server saw the request; resending is unsafe
+            retry_after = outcome.retry_after
+            if retry_after is None:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
+            self._before_retry(call, response, outcome, attempt, deadline, route, retry_after)
+
+    def _before_retry(
+        self,
+        call: _Call,
+        cause: TransportError | requests.Response,
+        outcome: Outcome | None,
+        attempt: int,
+        deadline: float,
+        route: str,
+        retry_after: float | None = None,
+    ) -> None:
+        """Wait before the next attempt, or raise when no attempt is left."""
+        reason = outcome.reason if outcome else type(cause).__name__
+        delay = backoff_delay(call.retry, attempt, self._rng)
+        if retry_after is not None:
+            delay = max(delay, retry_after)  # the server's hint is a floor
+        limited = outcome is not None and outcome.kind == "rate_limited"
+        if limited:
+            # Pause the integration's bucket so calls queued behind this one
+            # wait too; the next attempt's limiter.acquire does the waiting.
+            self.limiter.pause("default", delay)
+        out_of_time = self._clock() + delay > deadline
+        if attempt >= call.retry.attempts or out_of_time:
+            if limited and out_of_time:
+                raise RateLimitedError(
+                    f"{self.name}: rate limited ({reason}); the next attempt would "
+                    "pass the call's deadline",
+                    integration=self.name,
+                    retry_at=time.time() + delay,
+                    scope=outcome.scope if outcome else "default",
+                )
+            last: CallError
+            if isinstance(cause, TransportError):
+                last = cause
+            else:
+                last = HTTPStatusError(
+                    f"{self.name}: HTTP {cause.status_code} ({reason})",
+                    integration=self.name,
+                    status=cause.status_code,
+                    outcome=outcome.kind if outcome else "",
+                    response=cause,
+                )
+            raise RetryExhaustedError(
+                f"{self.name}: gave up after {attempt} attempt(s); last: {reason}",
+                integration=self.name,
+                attempts=attempt,
+                last_error=last,
+            ) from last
+        self._emit("retry", reason, delay)
+        log.debug("%s: retry %d of %s in %.3fs (%s)", self.name, attempt, route, delay, reason)
+        if not limited and delay > 0:
+            self._sleep(delay)
+
+    # -- bookkeeping --------------------------------------------------------
+
+    def _record(
+        self,
+        call: _Call,
+        route: str,
+        status: int,
+        kind: str,
+        reason: str,
+        started: float,
+        attempt: int,
+        waited: float,
+    ) -> None:
+        if self._observe is None:
+            return
+        latency = time.perf_counter() - started
+        self._observe(
+            AttemptRecord(
+                self.name, call.method, route, status, kind, reason, latency, attempt, time.time(), waited
+            )
+        )
+
+    def _emit(self, kind: str, detail: str, value: float) -> None:
+        if self._event is not None:
+            self._event(self.name, kind, detail, value)
+
+    def _breaker_changed(self, old: str, new: str) -> None:
+        log.warning("%s: circuit breaker %s -> %s", self.name, old, new)
+        self._emit("breaker_change", f"{old}->{new}", 1.0)
+        if self._on_breaker_change is not None:
+            self._on_breaker_change(self.name, old, new)
+
+    def _relative_path(self, url: str) -> str:
+        path = urlsplit(url).path
+        if self._base_path and path.startswith(self._base_path):
+            path = path[len(self._base_path) :]
+        return path or "/"
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state of every layer, for :meth:`Client.status`."""
+        return {
+            "provider": self.provider.name,
+            "base_url": redact_url(self.base_url),
+            "breaker": self.breaker.snapshot(),
+            "limiter": self.limiter.snapshot(),
+            "bulkhead": self.bulkhead.snapshot(),
+            "cache": self.cache.snapshot(),
+        }
+
+    def close(self) -> None:
+        self.bulkhead.shutdown(wait=True)
+        self.transport.close()
+
+
+class _Call:
+    """One prepared call; shared by every attempt."""
+
+    __slots__ = ("body", "headers", "may_resend", "method", "retry", "timeout", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: urllib3.Timeout | None,
+        may_resend: bool,
+        retry: RetryPolicy,
+    ) -> None:
+        self.retry = retry
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+        self.may_resend = may_resend
+
+
+def _encode_body(json: Any, data: Mapping[str, Any] | bytes | str | None, headers: dict[str, str]) -> bytes | None:
+    if json is not None and data is not None:
+        raise ValueError("pass json= or data=, not both")
+    if json is not None:
+        headers["Content-Type"] = "application/json"
+        return jsonlib.dumps(json, separators=(",", ":")).encode()
+    if data is None:
+        return None
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode()
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return urlencode(data, doseq=True).encode()
+
+
+def _timeout(value: float | tuple[float, float] | None) -> urllib3.Timeout | None:
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return urllib3.Timeout(connect=value[0], read=value[1])
+    return urllib3.Timeout(connect=value, read=value)
+
+
+def _to_cached(response: requests.Response) -> CachedResponse:
+    return CachedResponse(
+        status=response.status_code,
+        headers=tuple(response.headers.items()),
+        body=response.content,
+        url=response.url,
+        stored_at=time.time(),
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+    )
+
+
+def _from_cached(entry: CachedResponse) -> requests.Response:
+    response = requests.Response()
+    response.status_code = entry.status
+    response.headers = CaseInsensitiveDict(dict(entry.headers))
+    response._content = entry.body
+    response.url = entry.url
+    response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+    response.from_cache = True  # type: ignore[attr-defined]  # documented extension
+    return response
+
+
+def _copy_response(response: requests.Response) -> requests.Response:
+    copy = _from_cached(_to_cached(response))
+    copy.from_cache = False  # type: ignore[attr-defined]  # it came from the network
+    return copy
+
+
+__all__ = ["Integration", "route_of", "to_response"]

@@ -1,0 +1,232 @@
+"""Sending one HTTP request with urllib3 and wrapping the answer.
+
+The pipeline talks to urllib3 pools directly (a ``requests.Session`` costs
+about three times as much per call, a third of it re-reading proxy settings
+from the environment) and hands back real :class:`requests.Response` objects.
+urllib3's own retries and redirects are switched off: the pipeline owns
+retries, and redirects are followed here so credentials can be dropped when a
+redirect leaves the integration's host.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from ._config import Timeouts
+from ._exceptions import CallTimeoutError, TransportError, UnsafeURLError
+
+log = logging.getLogger(__name__)
+
+#: Headers never sent to another host and never logged.
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "private-token"}
+)
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Scheme, host and port: what "the same host" means for credentials."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, url: str) -> Origin:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        default = 443 if scheme == "https" else 80
+        try:
+            port = parts.port or default
+        except ValueError as exc:
+            raise UnsafeURLError(f"invalid port in URL {redact_url(url)!r}") from exc
+        return cls(scheme, (parts.hostname or "").lower(), port)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info and query string, safe for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def join_url(base_url: str, path: str, origin: Origin) -> str:
+    """The absolute URL for ``path`` under ``base_url``.
+
+    A relative path is appended to the base URL's path. An absolute URL is
+    accepted only when it points at the integration's own origin, so a path
+    taken from user input can never carry credentials elsewhere.
+    """
+    if "://" in path or path.startswith("//"):
+        if Origin.of(path) != origin:
+            raise UnsafeURLError(
+                f"refusing to send credentials to {redact_url(path)!r}: "
+                f"only {origin.scheme}://{origin.host}:{origin.port} is allowed "
+                "for this integration"
+            )
+        return path
+    return base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+class Transport:
+    """One urllib3 pool manager for one integration.
+
+    Thread safety: shared by every thread calling the integration (urllib3
+    pools are thread-safe).
+    """
+
+    def __init__(
+        self,
+        *,
+        integration: str,
+        base_url: str,
+        timeouts: Timeouts,
+        maxsize: int = 10,
+        sensitive_headers: frozenset[str] = frozenset(),
+    ) -> None:
+        self.integration = integration
+        self.origin = Origin.of(base_url)
+        if self.origin.scheme not in ("http", "https") or not self.origin.host:
+            raise UnsafeURLError(f"base URL {redact_url(base_url)!r} is not http(s)")
+        self.timeout = urllib3.Timeout(connect=timeouts.connect, read=timeouts.read)
+        self.sensitive = SENSITIVE_HEADERS | {h.lower() for h in sensitive_headers}
+        # Proxy settings are read once here, not on every call.
+        proxy = _proxy_for(base_url)
+        common = {"maxsize": maxsize, "retries": False, "timeout": self.timeout}
+        self.pool: urllib3.PoolManager = (
+            urllib3.ProxyManager(proxy, **common) if proxy else urllib3.PoolManager(**common)  # type: ignore[arg-type]  # kwargs pass through to pools
+        )
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: urllib3.Timeout | None = None,
+    ) -> requests.Response:
+        """Send one request, following redirects, and return the response.
+
+        Raises :class:`TransportError` (or its :class:`CallTimeoutError`
+        subclass) when no HTTP answer arrives.
+        """
+        start = time.perf_counter()
+        for _ in range(MAX_REDIRECTS + 1):
+            raw = self._urlopen(method, url, headers, body, timeout)
+            location = raw.headers.get("Location")
+            if raw.status not in REDIRECT_STATUSES or not location:
+                break
+            raw.drain_conn()
+            raw.release_conn()
+            next_url = urljoin(url, location)
+            if Origin.of(next_url) != self.origin:
+                # Leaving the host: credentials stay behind (never re-added).
+                headers = {k: v for k, v in headers.items() if k.lower() not in self.sensitive}
+                log.debug("redirect to another host; credentials dropped")
+            if raw.status == 303 or (raw.status in (301, 302) and method == "POST"):
+                method, body = "GET", None
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            url = next_url
+        return to_response(raw, url, time.perf_counter() - start)
+
+    def _urlopen(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: urllib3.Timeout | None,
+    ) -> urllib3.BaseHTTPResponse:
+        try:
+            return self.pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                timeout=timeout or self.timeout,
+                preload_content=True,
+            )
+        except (ConnectTimeoutError, NewConnectionError) as exc:
+            # Nothing was sent: safe to retry whatever the method.
+            cls = CallTimeoutError if isinstance(exc, ConnectTimeoutError) else TransportError
+            raise cls(
+                f"{self.integration}: cannot connect to {self.origin.host}: {_short(exc)}",
+                integration=self.integration,
+            ) from None
+        except ReadTimeoutError:
+            raise CallTimeoutError(
+                f"{self.integration}: read timed out for {method} {redact_url(url)}",
+                integration=self.integration,
+                may_have_reached_server=True,
+            ) from None
+        except (ProtocolError, SSLError, ProxyError, HTTPError, OSError) as exc:
+            raise TransportError(
+                f"{self.integration}: {method} {redact_url(url)} failed: {_short(exc)}",
+                integration=self.integration,
+                may_have_reached_server=True,
+            ) from None
+
+    def close(self) -> None:
+        self.pool.clear()
+
+
+def to_response(raw: urllib3.BaseHTTPResponse, url: str, elapsed: float) -> requests.Response:
+    """A :class:`requests.Response` holding ``raw``'s status, headers and body."""
+    response = requests.Response()
+    response.status_code = raw.status
+    response.headers = CaseInsensitiveDict(raw.headers)
+    response._content = raw.data  # the body is already read (preload_content)
+    response.url = url
+    response.reason = raw.reason or ""
+    response.encoding = get_encoding_from_headers(response.headers)
+    response.elapsed = datetime.timedelta(seconds=elapsed)
+    response.from_cache = False  # type: ignore[attr-defined]  # documented extension
+    return response
+
+
+def _proxy_for(url: str) -> str | None:
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+def _short(exc: BaseException) -> str:
+    # urllib3 messages can embed the pool's repr; keep the first useful part.
+    text = str(exc.args[-1] if isinstance(exc, NewConnectionError) and exc.args else exc)
+    return text[:200]
+
+
+def header_view(headers: Mapping[str, str]) -> CaseInsensitiveDict[str]:
+    """A case-insensitive copy of ``headers``."""
+    return CaseInsensitiveDict(headers)
