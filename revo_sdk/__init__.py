@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from ._client import Client, IntegrationHandle
 from ._config import (
     NO_FALLBACK,
     BreakerPolicy,
@@ -54,9 +55,11 @@ __all__ = [
     "CallError",
     "CallTimeoutError",
     "CircuitOpenError",
+    "Client",
     "ConfigurationError",
     "HTTPStatusError",
     "IntegrationConfig",
+    "IntegrationHandle",
     "LimiterPolicy",
     "Outcome",
     "PermanentHandlerError",

@@ -341,7 +341,7 @@ class Integration:
             self._event(self.name, kind, detail, value)
 
     def _breaker_changed(self, old: str, new: str) -> None:
-        log.warning("%s: circuit breaker %s -> %s", self.name, old, new)
+        log.debug("%s: circuit breaker %s -> %s", self.name, old, new)
         self._emit("breaker_change", f"{old}->{new}", 1.0)
         if self._on_breaker_change is not None:
             self._on_breaker_change(self.name, old, new)

@@ -1,0 +1,110 @@
+"""Waiting behaviour of the pipeline, with a fake clock and a real server.
+
+The clock and sleep of the pipeline are injected, so these tests check how
+long the pipeline *decides* to wait without ever waiting for real.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Upstream, json_answer
+
+from revo_sdk import (
+    BreakerPolicy,
+    IntegrationConfig,
+    LimiterPolicy,
+    Provider,
+    RateLimitedError,
+    RetryPolicy,
+)
+from revo_sdk._pipeline import Integration
+
+
+class FakeTime:
+    """A monotonic clock that only moves when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(seconds, 0.0)
+
+
+class Plain(Provider):
+    name = "plain"
+
+
+def make(upstream: Upstream, fake: FakeTime, **overrides: object) -> Integration:
+    config = IntegrationConfig(
+        name="plain",
+        base_url=upstream.url,
+        limiter=LimiterPolicy(rate=100, burst=100, max_wait=600),
+        retry=overrides.get("retry", RetryPolicy(base_delay=0.1, max_delay=5, deadline=600)),  # type: ignore[arg-type]
+        breaker=BreakerPolicy(enabled=False),
+    )
+    return Integration(config, Plain(), clock=fake.clock, sleep=fake.sleep)
+
+
+def test_retry_after_is_a_floor_for_the_next_attempt(upstream: Upstream) -> None:
+    """A 429 with Retry-After: 30 makes the next attempt wait at least 30 s."""
+    fake = FakeTime()
+    upstream.script("GET", "/x", json_answer(429, {}, Retry_After="30"), json_answer(200, {}))
+    integration = make(upstream, fake)
+    assert integration.request("GET", "/x").status_code == 200
+    assert sum(fake.sleeps) >= 30
+    assert len(upstream.calls()) == 2
+
+
+def test_rate_limit_pause_holds_back_other_calls(upstream: Upstream) -> None:
+    """After a 429 the whole integration waits, not only the call that saw it."""
+    fake = FakeTime()
+    upstream.script("GET", "/x", json_answer(429, {}, Retry_After="20"), json_answer(200, {}))
+    upstream.script("GET", "/y", json_answer(200, {}))
+    integration = make(upstream, fake)
+    integration.request("GET", "/x")
+    paused_until = fake.now
+    fake.sleeps.clear()
+    integration.limiter.pause("default", 15)
+    integration.request("GET", "/y")
+    assert sum(fake.sleeps) >= 15
+    assert fake.now >= paused_until + 15
+
+
+def test_rate_limit_past_deadline_raises_with_retry_at(upstream: Upstream) -> None:
+    """A Retry-After beyond the call's deadline raises at once, never sleeps past it."""
+    fake = FakeTime()
+    upstream.script("GET", "/x", json_answer(429, {}, Retry_After="3600"))
+    integration = make(upstream, fake, retry=RetryPolicy(deadline=10))
+    with pytest.raises(RateLimitedError) as info:
+        integration.request("GET", "/x")
+    assert info.value.retry_at is not None
+    assert info.value.integration == "plain"
+    assert sum(fake.sleeps) <= 10
+    assert len(upstream.calls()) == 1
+
+
+def test_retry_delays_respect_the_cap(upstream: Upstream) -> None:
+    """Backoff waits between 5xx retries never exceed max_delay."""
+    fake = FakeTime()
+    upstream.script("GET", "/x", json_answer(503, {}))
+    integration = make(
+        upstream, fake, retry=RetryPolicy(base_delay=1, max_delay=2, max_attempts=6, deadline=600)
+    )
+    with pytest.raises(Exception, match="gave up after 6"):
+        integration.request("GET", "/x")
+    assert len(fake.sleeps) == 5
+    assert all(0 < s <= 2 for s in fake.sleeps)
+
+
+def test_garbage_retry_after_falls_back_to_backoff(upstream: Upstream) -> None:
+    """An unparseable Retry-After is ignored and the normal backoff used."""
+    fake = FakeTime()
+    upstream.script("GET", "/x", json_answer(503, {}, Retry_After="1m0s"), json_answer(200, {}))
+    integration = make(upstream, fake)
+    assert integration.request("GET", "/x").status_code == 200
+    assert 0 < sum(fake.sleeps) <= 5
