@@ -97,7 +97,9 @@ class GitHubProvider(Provider):
     # Authorization: the base class sends "Bearer <token>", which GitHub
     # accepts for personal, OAuth and installation tokens alike.
 
-    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+    def classify(
+        self, status: int, headers: Mapping[str, str], body: bytes, *, path: str = ""
+    ) -> Outcome:
         """Read one GitHub response; see the module docstring for the rules.
 
         A 403 is a rate limit only when the headers or the message say so;

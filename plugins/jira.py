@@ -109,7 +109,9 @@ class JiraProvider(Provider):
         pair = f"{username}:{config.token}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
-    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+    def classify(
+        self, status: int, headers: Mapping[str, str], body: bytes, *, path: str = ""
+    ) -> Outcome:
         """Read one Jira response.
 
         429 is a rate limit; a 503 is one too when it carries

@@ -119,8 +119,12 @@ class Client:
                         provider=fields.get("PROVIDER", "").lower() or None,
                         base_url=fields.get("BASE_URL"),
                         token=fields.get("TOKEN"),
-                        webhook_secrets=tuple(s.strip() for s in secrets.split(",") if s.strip()),
-                        options={"username": fields["USERNAME"]} if "USERNAME" in fields else {},
+                        webhook_secrets=tuple(
+                            s.strip() for s in secrets.split(",") if s.strip()
+                        ),
+                        options={"username": fields["USERNAME"]}
+                        if "USERNAME" in fields
+                        else {},
                     )
                 )
         except BaseException:
@@ -130,7 +134,9 @@ class Client:
 
     # -- integrations -------------------------------------------------------
 
-    def register(self, config: IntegrationConfig, *, replace: bool = False) -> IntegrationHandle:
+    def register(
+        self, config: IntegrationConfig, *, replace: bool = False
+    ) -> IntegrationHandle:
         """Add an integration and return its handle (also ``client.<name>``).
 
         Raises :class:`ConfigurationError` when its provider is not installed,
@@ -142,10 +148,13 @@ class Client:
             known = ", ".join(sorted(self.providers)) or "none"
             raise ConfigurationError(
                 f"no provider named {config.provider_name!r} for integration "
-                f"{config.name!r} (installed: {known}); install its plugin or set provider="
+                f"{config.name!r} (installed: {known}); "
+                "install its plugin or set provider="
             )
         if config.name in _RESERVED:
-            raise ConfigurationError(f"{config.name!r} is a Client attribute; choose another name")
+            raise ConfigurationError(
+                f"{config.name!r} is a Client attribute; choose another name"
+            )
         integration = Integration(
             config,
             provider,
@@ -158,7 +167,8 @@ class Client:
             if old is not None and not replace:
                 integration.close()
                 raise ConfigurationError(
-                    f"integration {config.name!r} is already registered; pass replace=True"
+                    f"integration {config.name!r} is already registered; "
+                    "pass replace=True"
                 )
             self._integrations[config.name] = integration
         if old is not None:
@@ -259,7 +269,9 @@ class Client:
         notify(self.plugin_manager, "on_breaker_change", change=change)
 
     def _webhook_observed(self, record: WebhookRecord) -> None:
-        self.metrics.record_event(record.integration, f"webhook_{record.stage}", record.reason, 1.0)
+        self.metrics.record_event(
+            record.integration, f"webhook_{record.stage}", record.reason, 1.0
+        )
         notify(self.plugin_manager, "on_webhook_event", record=record)
 
     def _resolve_webhook(self, name: str) -> tuple[IntegrationConfig, Provider]:
@@ -292,7 +304,9 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Client integrations={list(self._integrations)} db={str(self.db_path)!r}>"
+        return (
+            f"<Client integrations={list(self._integrations)} db={str(self.db_path)!r}>"
+        )
 
 
 class IntegrationHandle:
@@ -342,7 +356,9 @@ class IntegrationHandle:
         Returns a :class:`~concurrent.futures.Future` at once; raises
         :class:`BulkheadFullError` when the pool's queue is full.
         """
-        return self._integration.bulkhead.submit(self._integration.request, method, path, **kwargs)
+        return self._integration.bulkhead.submit(
+            self._integration.request, method, path, **kwargs
+        )
 
     def health(self) -> dict[str, Any]:
         """Call the provider's health endpoint once (no retries, no cache).
@@ -365,7 +381,9 @@ class IntegrationHandle:
                 "latency_ms": (time.perf_counter() - started) * 1000,
                 "error": f"{type(exc).__name__}: {exc}",
             }
-        outcome = provider.classify(response.status_code, response.headers, response.content)
+        outcome = provider.classify(
+            response.status_code, response.headers, response.content
+        )
         return {
             "ok": outcome.kind == "ok",
             "status": response.status_code,

@@ -231,10 +231,11 @@ class IntegrationConfig:
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "a").isalnum():
             raise ConfigurationError(
-                f"integration name {self.name!r} must be letters, digits and underscores"
+                f"integration name {self.name!r} may hold only letters, digits and _"
             )
-        if isinstance(self.webhook_secrets, str):
-            object.__setattr__(self, "webhook_secrets", (self.webhook_secrets,))
+        secrets: object = self.webhook_secrets  # a lone str is a common slip
+        if isinstance(secrets, str):
+            object.__setattr__(self, "webhook_secrets", (secrets,))
 
     @property
     def provider_name(self) -> str:

@@ -13,6 +13,7 @@ response (ok, retry, rate limited, auth, client error) drives every layer.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json as jsonlib
 import logging
@@ -36,6 +37,7 @@ from ._config import (
     NO_FALLBACK,
     BreakerPolicy,
     BulkheadPolicy,
+    CachePolicy,
     IntegrationConfig,
     RetryPolicy,
 )
@@ -96,25 +98,28 @@ class Integration:
                 f"integration {config.name!r} needs a base_url (provider "
                 f"{provider.name!r} has no default); pass base_url= or set {env}"
             )
-        config = config.with_defaults(
+        timeouts = config.timeouts or provider.default_timeouts
+        limiter = config.limiter or provider.default_limiter
+        bulkhead = config.bulkhead or BulkheadPolicy()
+        breaker = config.breaker or BreakerPolicy()
+        self.retry = config.retry or RetryPolicy()
+        self.max_wait = limiter.max_wait
+        config = dataclasses.replace(
+            config,
             base_url=base_url,
-            timeouts=provider.default_timeouts,
-            retry=RetryPolicy(),
-            breaker=BreakerPolicy(),
-            limiter=provider.default_limiter,
-            cache=provider.default_cache,
-            bulkhead=BulkheadPolicy(),
+            timeouts=timeouts,
+            retry=self.retry,
+            breaker=breaker,
+            limiter=limiter,
+            cache=config.cache or provider.default_cache,
+            bulkhead=bulkhead,
         )
-        # with_defaults filled every None above; the asserts narrow the types.
-        assert config.retry and config.breaker and config.limiter
-        assert config.cache and config.bulkhead and config.timeouts
         self.name = config.name
         self.config = config
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self._base_path = urlsplit(self.base_url).path
         self.origin = Origin.of(self.base_url)
-        self.retry = config.retry
         self._observe = observe
         self._event = event
         self._on_breaker_change = on_breaker_change
@@ -125,17 +130,20 @@ class Integration:
         self.transport = Transport(
             integration=self.name,
             base_url=self.base_url,
-            timeouts=config.timeouts,
-            maxsize=config.bulkhead.max_concurrent,
+            timeouts=timeouts,
+            maxsize=bulkhead.max_concurrent,
             sensitive_headers=provider.sensitive_headers,
         )
-        self.limiter = Limiter(config.limiter, integration=self.name, clock=clock, sleep=sleep)
+        self.limiter = Limiter(limiter, integration=self.name, clock=clock, sleep=sleep)
         self.breaker = CircuitBreaker(
-            config.breaker, integration=self.name, clock=clock, on_change=self._breaker_changed
+            breaker,
+            integration=self.name,
+            clock=clock,
+            on_change=self._breaker_changed,
         )
-        self.cache = ResponseCache(config.cache, clock=clock)
+        self.cache = ResponseCache(config.cache or CachePolicy(), clock=clock)
         self.flight = SingleFlight()
-        self.bulkhead = Bulkhead(config.bulkhead, integration=self.name)
+        self.bulkhead = Bulkhead(bulkhead, integration=self.name)
 
         self.headers: dict[str, str] = {"User-Agent": USER_AGENT}
         self.headers.update(provider.default_headers(config))
@@ -177,7 +185,15 @@ class Integration:
         may_resend = bool(idempotent or idempotency_key or method in IDEMPOTENT_METHODS)
         if idempotent is False:
             may_resend = False
-        call = _Call(method, url, request_headers, body, _timeout(timeout), may_resend, retry or self.retry)
+        call = _Call(
+            method,
+            url,
+            request_headers,
+            body,
+            _timeout(timeout),
+            may_resend,
+            retry or self.retry,
+        )
         if fallback is NO_FALLBACK:
             fallback = self.config.fallback
         try:
@@ -224,43 +240,79 @@ class Integration:
 
     def _attempts(self, call: _Call) -> requests.Response:
         policy = call.retry
-        deadline = math.inf if policy.deadline is None else self._clock() + policy.deadline
-        route = route_of(self._relative_path(call.url))
+        deadline = (
+            math.inf if policy.deadline is None else self._clock() + policy.deadline
+        )
+        path = self._relative_path(call.url)
+        route = route_of(path)
         attempt = 0
+        server_paused = False
         while True:
             attempt += 1
             trial = self.breaker.acquire()  # CircuitOpenError stops retrying at once
             try:
-                waited = self.limiter.acquire(
-                    "default", max_wait=min(self.config.limiter.max_wait, deadline - self._clock())  # type: ignore[union-attr]  # filled in __init__
-                )
+                # A pause the server asked for may be waited out up to the
+                # call's deadline; client-side pacing only up to max_wait.
+                budget = deadline - self._clock()
+                if not server_paused:
+                    budget = min(self.max_wait, budget)
+                waited = self.limiter.acquire("default", max_wait=budget)
             except RateLimitedError:
                 self.breaker.record(trial, None)
                 raise
             started = time.perf_counter()
             try:
                 response = self.transport.send(
-                    call.method, call.url, headers=call.headers, body=call.body, timeout=call.timeout
+                    call.method,
+                    call.url,
+                    headers=call.headers,
+                    body=call.body,
+                    timeout=call.timeout,
                 )
             except TransportError as exc:
                 self.breaker.record(trial, False)
-                self._record(call, route, 0, "transport_error", type(exc).__name__, started, attempt, waited)
+                self._record(
+                    call,
+                    route,
+                    0,
+                    "transport_error",
+                    type(exc).__name__,
+                    started,
+                    attempt,
+                    waited,
+                )
                 if exc.may_have_reached_server and not call.may_resend:
                     raise  # a POST that may have been processed is never resent
                 self._before_retry(call, exc, None, attempt, deadline, route)
                 continue
 
-            outcome = self.provider.classify(response.status_code, response.headers, response.content)
+            outcome = self.provider.classify(
+                response.status_code, response.headers, response.content, path=path
+            )
             self.breaker.record(trial, not outcome.is_failure)
-            self._record(call, route, response.status_code, outcome.kind, outcome.reason, started, attempt, waited)
+            self._record(
+                call,
+                route,
+                response.status_code,
+                outcome.kind,
+                outcome.reason,
+                started,
+                attempt,
+                waited,
+            )
             if outcome.kind not in ("retry", "rate_limited"):
                 return response
             if outcome.kind == "retry" and not call.may_resend:
                 return response  # the server saw the request; resending is unsafe
             retry_after = outcome.retry_after
             if retry_after is None:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
-            self._before_retry(call, response, outcome, attempt, deadline, route, retry_after)
+                retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), now=time.time()
+                )
+            server_paused = outcome.kind == "rate_limited"
+            self._before_retry(
+                call, response, outcome, attempt, deadline, route, retry_after
+            )
 
     def _before_retry(
         self,
@@ -310,7 +362,9 @@ class Integration:
                 last_error=last,
             ) from last
         self._emit("retry", reason, delay)
-        log.debug("%s: retry %d of %s in %.3fs (%s)", self.name, attempt, route, delay, reason)
+        log.debug(
+            "%s: retry %d of %s in %.3fs (%s)", self.name, attempt, route, delay, reason
+        )
         if not limited and delay > 0:
             self._sleep(delay)
 
@@ -332,7 +386,16 @@ class Integration:
         latency = time.perf_counter() - started
         self._observe(
             AttemptRecord(
-                self.name, call.method, route, status, kind, reason, latency, attempt, time.time(), waited
+                self.name,
+                call.method,
+                route,
+                status,
+                kind,
+                reason,
+                latency,
+                attempt,
+                time.time(),
+                waited,
             )
         )
 
@@ -392,7 +455,9 @@ class _Call:
         self.may_resend = may_resend
 
 
-def _encode_body(json: Any, data: Mapping[str, Any] | bytes | str | None, headers: dict[str, str]) -> bytes | None:
+def _encode_body(
+    json: Any, data: Mapping[str, Any] | bytes | str | None, headers: dict[str, str]
+) -> bytes | None:
     if json is not None and data is not None:
         raise ValueError("pass json= or data=, not both")
     if json is not None:

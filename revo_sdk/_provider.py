@@ -141,8 +141,11 @@ class Provider:
             return {"Authorization": f"Bearer {config.token}"}
         return {}
 
-    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
-        """Read one response. ``headers`` is case-insensitive.
+    def classify(
+        self, status: int, headers: Mapping[str, str], body: bytes, *, path: str = ""
+    ) -> Outcome:
+        """Read one response. ``headers`` is case-insensitive; ``path`` is the
+        request's path under the base URL (Slack names its method there).
 
         The default treats 2xx/3xx as ok, 429 and 5xx as retryable, 401 as
         an authentication failure and other 4xx as client errors, honouring

@@ -117,10 +117,15 @@ class Transport:
         self.sensitive = SENSITIVE_HEADERS | {h.lower() for h in sensitive_headers}
         # Proxy settings are read once here, not on every call.
         proxy = _proxy_for(base_url)
-        common = {"maxsize": maxsize, "retries": False, "timeout": self.timeout}
-        self.pool: urllib3.PoolManager = (
-            urllib3.ProxyManager(proxy, **common) if proxy else urllib3.PoolManager(**common)  # type: ignore[arg-type]  # kwargs pass through to pools
-        )
+        self.pool: urllib3.PoolManager
+        if proxy:
+            self.pool = urllib3.ProxyManager(
+                proxy, maxsize=maxsize, retries=False, timeout=self.timeout
+            )
+        else:
+            self.pool = urllib3.PoolManager(
+                maxsize=maxsize, retries=False, timeout=self.timeout
+            )
 
     def send(
         self,
@@ -147,11 +152,15 @@ class Transport:
             next_url = urljoin(url, location)
             if Origin.of(next_url) != self.origin:
                 # Leaving the host: credentials stay behind (never re-added).
-                headers = {k: v for k, v in headers.items() if k.lower() not in self.sensitive}
+                headers = {
+                    k: v for k, v in headers.items() if k.lower() not in self.sensitive
+                }
                 log.debug("redirect to another host; credentials dropped")
             if raw.status == 303 or (raw.status in (301, 302) and method == "POST"):
                 method, body = "GET", None
-                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+                headers = {
+                    k: v for k, v in headers.items() if k.lower() != "content-type"
+                }
             url = next_url
         return to_response(raw, url, time.perf_counter() - start)
 
@@ -176,9 +185,14 @@ class Transport:
             )
         except (ConnectTimeoutError, NewConnectionError) as exc:
             # Nothing was sent: safe to retry whatever the method.
-            cls = CallTimeoutError if isinstance(exc, ConnectTimeoutError) else TransportError
+            cls = (
+                CallTimeoutError
+                if isinstance(exc, ConnectTimeoutError)
+                else TransportError
+            )
+            host = self.origin.host
             raise cls(
-                f"{self.integration}: cannot connect to {self.origin.host}: {_short(exc)}",
+                f"{self.integration}: cannot connect to {host}: {_short(exc)}",
                 integration=self.integration,
             ) from None
         except ReadTimeoutError:
@@ -198,7 +212,9 @@ class Transport:
         self.pool.clear()
 
 
-def to_response(raw: urllib3.BaseHTTPResponse, url: str, elapsed: float) -> requests.Response:
+def to_response(
+    raw: urllib3.BaseHTTPResponse, url: str, elapsed: float
+) -> requests.Response:
     """A :class:`requests.Response` holding ``raw``'s status, headers and body."""
     response = requests.Response()
     response.status_code = raw.status
@@ -223,7 +239,9 @@ def _proxy_for(url: str) -> str | None:
 
 def _short(exc: BaseException) -> str:
     # urllib3 messages can embed the pool's repr; keep the first useful part.
-    text = str(exc.args[-1] if isinstance(exc, NewConnectionError) and exc.args else exc)
+    text = str(
+        exc.args[-1] if isinstance(exc, NewConnectionError) and exc.args else exc
+    )
     return text[:200]
 
 

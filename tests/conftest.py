@@ -27,7 +27,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep every test away from the user's database and proxy settings."""
     monkeypatch.setenv("REVO_DB", str(tmp_path / "revo-test.db"))
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "REVO_SDK_PLUGINS"):
+    for var in (
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "REVO_SDK_PLUGINS",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -72,7 +78,8 @@ class Upstream:
             return [
                 s
                 for s in self.seen
-                if (method is None or s.method == method) and (path is None or s.path == path)
+                if (method is None or s.method == method)
+                and (path is None or s.path == path)
             ]
 
     def next_answer(self, request: Seen) -> Answer:
@@ -87,10 +94,16 @@ class Upstream:
         return answer
 
 
-def json_answer(status: int, body: Any, **headers: str) -> tuple[int, dict[str, str], bytes]:
+def json_answer(
+    status: int, body: Any, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
     """A scripted JSON answer; header names use ``_`` for ``-``."""
     fixed = {k.replace("_", "-"): v for k, v in headers.items()}
-    return (status, {"Content-Type": "application/json", **fixed}, json.dumps(body).encode())
+    return (
+        status,
+        {"Content-Type": "application/json", **fixed},
+        json.dumps(body).encode(),
+    )
 
 
 def sleep_then(seconds: float, answer: Answer) -> Callable[[Seen], Answer]:
@@ -124,7 +137,13 @@ def serve_upstream() -> Iterator[Upstream]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            request = Seen(self.command, self.path, dict(self.headers.items()), body, time.monotonic())
+            request = Seen(
+                self.command,
+                self.path,
+                dict(self.headers.items()),
+                body,
+                time.monotonic(),
+            )
             answer = state.next_answer(request)
             if answer == "drop":
                 self.close_connection = True
@@ -142,7 +161,9 @@ def serve_upstream() -> Iterator[Upstream]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:

@@ -62,7 +62,9 @@ def client(upstream: Upstream) -> Iterator[Client]:
         yield c
 
 
-def test_get_returns_response_with_auth_header(client: Client, upstream: Upstream) -> None:
+def test_get_returns_response_with_auth_header(
+    client: Client, upstream: Upstream
+) -> None:
     """A GET returns a requests.Response and sends the integration's token."""
     upstream.script("GET", "/hello", json_answer(200, {"hi": 1}))
     response = client.echo.get("/hello")
@@ -72,7 +74,9 @@ def test_get_returns_response_with_auth_header(client: Client, upstream: Upstrea
     assert upstream.calls()[0].headers["Authorization"] == "Bearer tok-123"
 
 
-def test_cached_route_is_served_once_from_upstream(client: Client, upstream: Upstream) -> None:
+def test_cached_route_is_served_once_from_upstream(
+    client: Client, upstream: Upstream
+) -> None:
     """A GET on a cached route is answered from the cache the second time."""
     upstream.script("GET", "/things/1", json_answer(200, {"id": 1}))
     first = client.echo.get("/things/1")
@@ -82,16 +86,22 @@ def test_cached_route_is_served_once_from_upstream(client: Client, upstream: Ups
     assert len(upstream.calls("GET", "/things/1")) == 1
 
 
-def test_write_invalidates_cached_reads_under_its_path(client: Client, upstream: Upstream) -> None:
+def test_write_invalidates_cached_reads_under_its_path(
+    client: Client, upstream: Upstream
+) -> None:
     """A successful PATCH drops the cached GET of the same resource."""
-    upstream.script("GET", "/things/1", json_answer(200, {"v": 1}), json_answer(200, {"v": 2}))
+    upstream.script(
+        "GET", "/things/1", json_answer(200, {"v": 1}), json_answer(200, {"v": 2})
+    )
     upstream.script("PATCH", "/things/1", json_answer(200, {}))
     client.echo.get("/things/1")
     client.echo.patch("/things/1", json={"v": 2})
     assert client.echo.get("/things/1").json() == {"v": 2}
 
 
-def test_concurrent_identical_gets_share_one_upstream_call(client: Client, upstream: Upstream) -> None:
+def test_concurrent_identical_gets_share_one_upstream_call(
+    client: Client, upstream: Upstream
+) -> None:
     """Eight threads asking for one cached resource at once cause one request."""
     upstream.script("GET", "/things/2", sleep_then(0.3, json_answer(200, {"id": 2})))
     barrier = threading.Barrier(8)
@@ -112,12 +122,16 @@ def test_concurrent_identical_gets_share_one_upstream_call(client: Client, upstr
 
 def test_get_is_retried_after_503(client: Client, upstream: Upstream) -> None:
     """A transient 503 is retried and the later success returned."""
-    upstream.script("GET", "/flaky", json_answer(503, {}), json_answer(200, {"ok": True}))
+    upstream.script(
+        "GET", "/flaky", json_answer(503, {}), json_answer(200, {"ok": True})
+    )
     assert client.echo.get("/flaky").json() == {"ok": True}
     assert len(upstream.calls("GET", "/flaky")) == 2
 
 
-def test_dropped_connection_on_get_is_retried(client: Client, upstream: Upstream) -> None:
+def test_dropped_connection_on_get_is_retried(
+    client: Client, upstream: Upstream
+) -> None:
     """A connection closed without an answer is retried for a GET."""
     upstream.script("GET", "/drop", "drop", json_answer(200, {"ok": True}))
     assert client.echo.get("/drop").status_code == 200
@@ -136,10 +150,14 @@ def test_post_marked_idempotent_is_retried(client: Client, upstream: Upstream) -
     upstream.script("POST", "/create", json_answer(503, {}), json_answer(201, {}))
     response = client.echo.post("/create", json={"a": 1}, idempotency_key="k-1")
     assert response.status_code == 201
-    assert [c.headers["Idempotency-Key"] for c in upstream.calls("POST", "/create")] == ["k-1"] * 2
+    assert [
+        c.headers["Idempotency-Key"] for c in upstream.calls("POST", "/create")
+    ] == ["k-1"] * 2
 
 
-def test_post_with_read_timeout_reaches_server_once(client: Client, upstream: Upstream) -> None:
+def test_post_with_read_timeout_reaches_server_once(
+    client: Client, upstream: Upstream
+) -> None:
     """A POST that times out after sending is never sent a second time."""
     upstream.script("POST", "/slow", sleep_then(1.0, json_answer(200, {})))
     with pytest.raises(CallTimeoutError) as info:
@@ -157,7 +175,9 @@ def test_post_is_retried_after_429(client: Client, upstream: Upstream) -> None:
     assert len(upstream.calls("POST", "/limited")) == 2
 
 
-def test_retries_exhausted_raise_with_last_response(client: Client, upstream: Upstream) -> None:
+def test_retries_exhausted_raise_with_last_response(
+    client: Client, upstream: Upstream
+) -> None:
     """When every attempt fails the error carries the last response."""
     upstream.script("GET", "/down", json_answer(502, {}))
     with pytest.raises(RetryExhaustedError) as info:
@@ -168,7 +188,9 @@ def test_retries_exhausted_raise_with_last_response(client: Client, upstream: Up
     assert len(upstream.calls("GET", "/down")) == 3
 
 
-def test_fallback_callable_receives_the_error(client: Client, upstream: Upstream) -> None:
+def test_fallback_callable_receives_the_error(
+    client: Client, upstream: Upstream
+) -> None:
     """A callable fallback gets the exception and its result is returned."""
     upstream.script("GET", "/down", json_answer(500, {}))
     seen: list[BaseException] = []
@@ -176,7 +198,9 @@ def test_fallback_callable_receives_the_error(client: Client, upstream: Upstream
     assert [type(e) for e in seen] == [RetryExhaustedError]
 
 
-def test_fallback_value_replaces_open_breaker_error(client: Client, upstream: Upstream) -> None:
+def test_fallback_value_replaces_open_breaker_error(
+    client: Client, upstream: Upstream
+) -> None:
     """A fallback value is returned while the breaker is open."""
     upstream.script("GET", "/down", json_answer(500, {}))
     with pytest.raises(RetryExhaustedError):
@@ -184,7 +208,9 @@ def test_fallback_value_replaces_open_breaker_error(client: Client, upstream: Up
     assert client.echo.get("/down", fallback="stale copy") == "stale copy"
 
 
-def test_breaker_opens_and_stops_network_calls(client: Client, upstream: Upstream) -> None:
+def test_breaker_opens_and_stops_network_calls(
+    client: Client, upstream: Upstream
+) -> None:
     """After the failure threshold the breaker answers without the network."""
     upstream.script("GET", "/down", json_answer(500, {}))
     with pytest.raises(RetryExhaustedError):
@@ -196,7 +222,9 @@ def test_breaker_opens_and_stops_network_calls(client: Client, upstream: Upstrea
     assert client.status()["echo"]["breaker"]["state"] == "open"
 
 
-def test_client_errors_do_not_open_the_breaker(client: Client, upstream: Upstream) -> None:
+def test_client_errors_do_not_open_the_breaker(
+    client: Client, upstream: Upstream
+) -> None:
     """404s are answers, not outages: they are returned and never trip the breaker."""
     upstream.script("GET", "/missing", json_answer(404, {}))
     for _ in range(5):
@@ -204,7 +232,9 @@ def test_client_errors_do_not_open_the_breaker(client: Client, upstream: Upstrea
     assert client.status()["echo"]["breaker"]["state"] == "closed"
 
 
-def test_absolute_url_to_other_host_is_refused(client: Client, upstream: Upstream) -> None:
+def test_absolute_url_to_other_host_is_refused(
+    client: Client, upstream: Upstream
+) -> None:
     """A full URL on another host raises before anything is sent."""
     with pytest.raises(UnsafeURLError) as info:
         client.echo.get("https://evil.example/steal?token=x")
@@ -213,23 +243,31 @@ def test_absolute_url_to_other_host_is_refused(client: Client, upstream: Upstrea
     assert upstream.calls() == []
 
 
-def test_absolute_url_on_same_host_is_allowed(client: Client, upstream: Upstream) -> None:
+def test_absolute_url_on_same_host_is_allowed(
+    client: Client, upstream: Upstream
+) -> None:
     """A full URL on the integration's own origin works (pagination links)."""
     upstream.script("GET", "/page2", json_answer(200, [2]))
     assert client.echo.get(f"{upstream.url}/page2").json() == [2]
 
 
-def test_redirect_to_other_host_drops_credentials(client: Client, upstream: Upstream) -> None:
+def test_redirect_to_other_host_drops_credentials(
+    client: Client, upstream: Upstream
+) -> None:
     """Following a redirect that leaves the host never carries the token along."""
     # A second server on another port is another origin.
     with serve_upstream() as other:
         other.script("GET", "/landing", json_answer(200, {"landed": True}))
-        upstream.script("GET", "/moved", (302, {"Location": f"{other.url}/landing"}, b""))
+        upstream.script(
+            "GET", "/moved", (302, {"Location": f"{other.url}/landing"}, b"")
+        )
         assert client.echo.get("/moved").json() == {"landed": True}
         assert "Authorization" not in other.calls()[0].headers
 
 
-def test_redirect_on_same_host_keeps_credentials(client: Client, upstream: Upstream) -> None:
+def test_redirect_on_same_host_keeps_credentials(
+    client: Client, upstream: Upstream
+) -> None:
     """A redirect within the same origin keeps the token."""
     upstream.script("GET", "/old", (301, {"Location": "/new"}, b""))
     upstream.script("GET", "/new", json_answer(200, {}))
@@ -247,7 +285,10 @@ def test_submit_runs_on_bounded_pool(client: Client, upstream: Upstream) -> None
 
 def test_unknown_provider_is_a_configuration_error() -> None:
     """Registering an integration whose provider is not installed fails clearly."""
-    with Client(load_entry_points=False) as c, pytest.raises(ConfigurationError, match="nope"):
+    with (
+        Client(load_entry_points=False) as c,
+        pytest.raises(ConfigurationError, match="nope"),
+    ):
         c.register(IntegrationConfig(name="nope"))
 
 

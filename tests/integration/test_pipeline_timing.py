@@ -44,7 +44,9 @@ def make(upstream: Upstream, fake: FakeTime, **overrides: object) -> Integration
         name="plain",
         base_url=upstream.url,
         limiter=LimiterPolicy(rate=100, burst=100, max_wait=600),
-        retry=overrides.get("retry", RetryPolicy(base_delay=0.1, max_delay=5, deadline=600)),  # type: ignore[arg-type]
+        retry=overrides.get(
+            "retry", RetryPolicy(base_delay=0.1, max_delay=5, deadline=600)
+        ),  # type: ignore[arg-type]
         breaker=BreakerPolicy(enabled=False),
     )
     return Integration(config, Plain(), clock=fake.clock, sleep=fake.sleep)
@@ -53,7 +55,9 @@ def make(upstream: Upstream, fake: FakeTime, **overrides: object) -> Integration
 def test_retry_after_is_a_floor_for_the_next_attempt(upstream: Upstream) -> None:
     """A 429 with Retry-After: 30 makes the next attempt wait at least 30 s."""
     fake = FakeTime()
-    upstream.script("GET", "/x", json_answer(429, {}, Retry_After="30"), json_answer(200, {}))
+    upstream.script(
+        "GET", "/x", json_answer(429, {}, Retry_After="30"), json_answer(200, {})
+    )
     integration = make(upstream, fake)
     assert integration.request("GET", "/x").status_code == 200
     assert sum(fake.sleeps) >= 30
@@ -63,7 +67,9 @@ def test_retry_after_is_a_floor_for_the_next_attempt(upstream: Upstream) -> None
 def test_rate_limit_pause_holds_back_other_calls(upstream: Upstream) -> None:
     """After a 429 the whole integration waits, not only the call that saw it."""
     fake = FakeTime()
-    upstream.script("GET", "/x", json_answer(429, {}, Retry_After="20"), json_answer(200, {}))
+    upstream.script(
+        "GET", "/x", json_answer(429, {}, Retry_After="20"), json_answer(200, {})
+    )
     upstream.script("GET", "/y", json_answer(200, {}))
     integration = make(upstream, fake)
     integration.request("GET", "/x")
@@ -93,7 +99,9 @@ def test_retry_delays_respect_the_cap(upstream: Upstream) -> None:
     fake = FakeTime()
     upstream.script("GET", "/x", json_answer(503, {}))
     integration = make(
-        upstream, fake, retry=RetryPolicy(base_delay=1, max_delay=2, max_attempts=6, deadline=600)
+        upstream,
+        fake,
+        retry=RetryPolicy(base_delay=1, max_delay=2, max_attempts=6, deadline=600),
     )
     with pytest.raises(Exception, match="gave up after 6"):
         integration.request("GET", "/x")
@@ -104,7 +112,59 @@ def test_retry_delays_respect_the_cap(upstream: Upstream) -> None:
 def test_garbage_retry_after_falls_back_to_backoff(upstream: Upstream) -> None:
     """An unparseable Retry-After is ignored and the normal backoff used."""
     fake = FakeTime()
-    upstream.script("GET", "/x", json_answer(503, {}, Retry_After="1m0s"), json_answer(200, {}))
+    upstream.script(
+        "GET", "/x", json_answer(503, {}, Retry_After="1m0s"), json_answer(200, {})
+    )
     integration = make(upstream, fake)
     assert integration.request("GET", "/x").status_code == 200
     assert 0 < sum(fake.sleeps) <= 5
+
+
+def test_github_secondary_limit_holds_calls_for_a_minute(upstream: Upstream) -> None:
+    """GitHub's 403 secondary limit (quota left, no Retry-After) waits >= 60 s."""
+    from revo_sdk_plugins.github import GitHubProvider
+
+    fake = FakeTime()
+    secondary = json_answer(
+        403,
+        {"message": "You have exceeded a secondary rate limit. Please wait."},
+        x_ratelimit_remaining="6",
+    )
+    upstream.script("GET", "/search/code", secondary, json_answer(200, {"total_count": 1}))
+    config = IntegrationConfig(
+        name="github",
+        base_url=upstream.url,
+        token="t",
+        breaker=BreakerPolicy(enabled=False),
+        retry=RetryPolicy(base_delay=0.1, deadline=600),
+    )
+    integration = Integration(config, GitHubProvider(), clock=fake.clock, sleep=fake.sleep)
+    assert integration.request("GET", "/search/code", params={"q": "x"}).status_code == 200
+    first, second = upstream.calls("GET")
+    assert sum(fake.sleeps) >= 60
+    assert "Bearer t" in second.headers["Authorization"]
+
+
+def test_slack_ok_false_ratelimited_is_retried(upstream: Upstream) -> None:
+    """Slack's HTTP 200 with ok:false ratelimited is a rate limit, then retried."""
+    from revo_sdk_plugins.slack import SlackProvider
+
+    fake = FakeTime()
+    upstream.script(
+        "POST",
+        "/api/chat.postMessage",
+        json_answer(200, {"ok": False, "error": "ratelimited"}),
+        json_answer(200, {"ok": True}),
+    )
+    config = IntegrationConfig(
+        name="slack",
+        base_url=f"{upstream.url}/api",
+        token="xoxb",
+        breaker=BreakerPolicy(enabled=False),
+        retry=RetryPolicy(base_delay=0.1, deadline=600),
+    )
+    integration = Integration(config, SlackProvider(), clock=fake.clock, sleep=fake.sleep)
+    response = integration.request("POST", "/chat.postMessage", json={"text": "hi"})
+    assert response.json() == {"ok": True}
+    assert len(upstream.calls("POST")) == 2
+    assert sum(fake.sleeps) > 0
