@@ -1,0 +1,650 @@
+"""Webhook intake: verify, store durably, then process with worker threads.
+
+:meth:`WebhookManager.receive` is the framework-free core behind the WSGI
+middleware and the Flask extension. It answers 2xx only after the delivery
+is committed to the SQLite queue, so an acknowledged delivery survives a
+crash of the process a moment later. Handlers run later, on worker threads
+(:meth:`WebhookManager.start`) or in the caller's thread
+(:meth:`WebhookManager.drain`), with at-least-once semantics: a handler may
+see the same delivery again after a crash or a retry, so it should be
+idempotent.
+
+Processing rules:
+
+- every handler registered for the integration and event runs, and so does
+  every handler registered with ``"*"`` for the integration, in registration
+  order; the event is done when all of them returned;
+- a handler raising :class:`~revo_sdk.PermanentHandlerError` sends the event
+  to the dead letters at once;
+- any other exception retries the event after a backoff delay until
+  ``max_attempts`` attempts were made, then it is dead, with the traceback
+  kept in ``last_error``;
+- an event no handler asked for is marked done (logged at DEBUG), so the
+  queue does not fill up with events nobody reads; it can be replayed with
+  ``status="done"`` once a handler exists. Register handlers before
+  :meth:`~WebhookManager.start` or :meth:`~WebhookManager.drain`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import traceback
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from . import _queue
+from ._config import IntegrationConfig, RetryPolicy
+from ._db import Database
+from ._exceptions import (
+    ConfigurationError,
+    PermanentHandlerError,
+    StorageError,
+    UnknownIntegrationError,
+    WebhookRejected,
+)
+from ._provider import Provider, WebhookEvent
+from ._records import WebhookRecord
+from ._retry import backoff_delay
+
+log = logging.getLogger(__name__)
+
+#: Integration names as :class:`~revo_sdk.IntegrationConfig` allows them.
+INTEGRATION_NAME = re.compile(r"[A-Za-z0-9_]{1,100}")
+
+#: Media types a delivery may declare (an empty content type is allowed too).
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+DEFAULT_MAX_BODY = 25 * 1024 * 1024
+
+_ACCEPTED = b'{"ok":true}'
+_DUPLICATE = b'{"ok":true,"duplicate":true}'
+
+
+class Headers(Mapping[str, str]):
+    """A read-only, case-insensitive view of request headers.
+
+    Iteration yields the names as they were given. Thread safety: immutable,
+    so it may be shared freely.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
+        self._items: dict[str, tuple[str, str]] = {
+            name.lower(): (name, value) for name, value in (headers or {}).items()
+        }
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        # Values stay out of reprs: they may hold signatures.
+        return f"Headers({sorted(self)!r})"
+
+    def to_dict(self) -> dict[str, str]:
+        """A plain dict with the original names."""
+        return dict(self._items.values())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a handler receives: one stored delivery, decoded.
+
+    :param id: the queue's event id (``revo-sdk webhooks show <id>``).
+    :param payload: the body as the provider decoded it (JSON, or the
+        fields of a form); ``None`` when it could not be decoded.
+    :param attempts: 1 on the first try, counting this one.
+    """
+
+    id: int
+    integration: str
+    event: str
+    delivery_id: str
+    payload: Any = field(repr=False)
+    headers: Headers = field(repr=False)
+    attempts: int
+    max_attempts: int
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    """The answer :meth:`WebhookManager.receive` gives the sender.
+
+    ``event_id`` is the queue id of the stored delivery (``None`` for a
+    handshake answered inline); ``duplicate`` is true when the delivery was
+    already stored.
+    """
+
+    status: int
+    content_type: str
+    body: bytes
+    event_id: int | None
+    duplicate: bool
+
+
+Handler = Callable[[Delivery], object]
+F = TypeVar("F", bound=Handler)
+
+
+def _noop(record: WebhookRecord) -> None:
+    return None
+
+
+class WebhookManager:
+    """Receives webhooks durably and runs their handlers.
+
+    :param database: returns the :class:`~revo_sdk._db.Database` holding the
+        queue; called on each use so the database can be opened lazily.
+        The manager never closes it.
+    :param resolve: returns ``(config, provider)`` for an integration name,
+        raising :class:`~revo_sdk.UnknownIntegrationError` for unknown ones.
+    :param notify: receives a :class:`~revo_sdk.WebhookRecord` for each
+        delivery received, found duplicate, rejected, processed, retried or
+        dead; it must return quickly, and its exceptions are logged and
+        ignored.
+    :param clock: wall-clock time in epoch seconds (stored in the queue).
+    :param max_attempts: attempts a handler gets before the event is dead.
+    :param retry: the backoff between attempts (its ``max_attempts`` is not
+        used; strategy ``none`` makes the first failure final).
+    :param lease: seconds a claimed event is reserved for its worker; a
+        handler running longer than this may see the event run twice.
+    :param max_body: largest body accepted, in bytes (413 above).
+    :param poll_interval: seconds an idle worker waits before looking for
+        due events again (deliveries received in this process wake it at
+        once).
+
+    Thread safety: every method may be called from any thread. Handlers
+    run on worker threads (or the thread calling :meth:`drain`), several at
+    once when ``threads > 1``.
+    """
+
+    def __init__(
+        self,
+        *,
+        database: Callable[[], Database],
+        resolve: Callable[[str], tuple[IntegrationConfig, Provider]],
+        notify: Callable[[WebhookRecord], None] = _noop,
+        clock: Callable[[], float] = time.time,
+        max_attempts: int = 5,
+        retry: RetryPolicy = RetryPolicy(base_delay=1, max_delay=300),  # noqa: B008  # frozen, shared safely
+        lease: float = 60.0,
+        max_body: int = DEFAULT_MAX_BODY,
+        poll_interval: float = 0.5,
+    ) -> None:
+        if max_attempts < 1:
+            raise ConfigurationError("max_attempts must be at least 1")
+        if lease <= 0 or poll_interval <= 0:
+            raise ConfigurationError("lease and poll_interval must be > 0")
+        if max_body < 0:
+            raise ConfigurationError("max_body must be >= 0")
+        self._database = database
+        self._resolve = resolve
+        self._notify = notify
+        self._clock = clock
+        self.max_attempts = max_attempts
+        self.retry = retry
+        self.lease = lease
+        self.max_body = max_body
+        self.poll_interval = poll_interval
+        # Replaced whole on registration, so readers never need the lock.
+        self._handlers: dict[str, tuple[tuple[str, Handler], ...]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- handlers ----------------------------------------------------------
+
+    def on(self, integration: str, event: str = "*") -> Callable[[F], F]:
+        """Register the decorated function as a handler.
+
+        :param event: the event name (GitHub ``push``, Slack ``message``,
+            Jira ``jira:issue_created``), or ``"*"`` for every event of the
+            integration.
+
+        ::
+
+            @client.webhooks.on("github", "push")
+            def on_push(delivery):
+                print(delivery.payload["ref"])
+        """
+        if not integration or not event:
+            raise ConfigurationError("on() needs an integration and an event name")
+
+        def register(handler: F) -> F:
+            with self._lock:
+                handlers = dict(self._handlers)
+                known = handlers.get(integration, ())
+                handlers[integration] = (*known, (event, handler))
+                self._handlers = handlers
+            return handler
+
+        return register
+
+    def handlers_for(self, integration: str, event: str) -> list[Handler]:
+        """The handlers that will run for ``event``, in order."""
+        return [
+            handler
+            for name, handler in self._handlers.get(integration, ())
+            if name in (event, "*")
+        ]
+
+    # -- intake ------------------------------------------------------------
+
+    def receive(
+        self,
+        integration: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        content_type: str = "",
+    ) -> WebhookResponse:
+        """Verify, name and durably store one delivery.
+
+        Returns a 202 response once the delivery is committed (or was
+        already stored), or the provider's handshake reply, which is
+        answered inline and not stored.
+
+        :param content_type: the request's content type; taken from
+            ``headers`` when empty.
+        :raises WebhookRejected: with the status to answer: 404 unknown
+            integration, 413 too large, 415 unsupported content type, 401
+            bad or missing signature (``no_secret`` when the integration
+            has no secret and does not allow unsigned deliveries), 400
+            malformed delivery, 503 (``storage_unavailable``) when the
+            queue could not commit it. Each is logged as one WARNING line.
+        """
+        now = self._clock()
+        view = Headers(headers)
+        content_type = content_type or view.get("Content-Type", "")
+        try:
+            parsed = self._accept(integration, view, body, content_type, now)
+            if parsed.reply is not None:
+                status, reply_type, reply_body = parsed.reply
+                log.debug("webhook %s: handshake answered inline", integration)
+                return WebhookResponse(status, reply_type, reply_body, None, False)
+            event_id, created = self._store(integration, parsed, view, body, now)
+        except WebhookRejected as exc:
+            self._rejected(integration, exc, now)
+            raise
+
+        self._wake.set()
+        stage = "received" if created else "duplicate"
+        log.debug("webhook %s/%s %s as %d", integration, parsed.event, stage, event_id)
+        self._emit(integration, parsed.event, stage, "", event_id)
+        return WebhookResponse(
+            202,
+            "application/json",
+            _ACCEPTED if created else _DUPLICATE,
+            event_id,
+            not created,
+        )
+
+    def _accept(
+        self,
+        integration: str,
+        headers: Headers,
+        body: bytes,
+        content_type: str,
+        now: float,
+    ) -> WebhookEvent:
+        if not INTEGRATION_NAME.fullmatch(integration):
+            raise WebhookRejected(404, "unknown_integration")
+        try:
+            config, provider = self._resolve(integration)
+        except UnknownIntegrationError:
+            raise WebhookRejected(404, "unknown_integration") from None
+        if len(body) > self.max_body:
+            raise WebhookRejected(413, "too_large")
+        if not _supported_type(content_type):
+            raise WebhookRejected(415, "unsupported_media_type")
+
+        self._verify(config, provider, headers, body, now)
+        return self._parse(provider, headers, body, content_type)
+
+    def _verify(
+        self,
+        config: IntegrationConfig,
+        provider: Provider,
+        headers: Headers,
+        body: bytes,
+        now: float,
+    ) -> None:
+        secrets = config.webhook_secrets
+        if not secrets:
+            if config.allow_unsigned_webhooks:
+                return
+            raise WebhookRejected(401, "no_secret")
+        try:
+            result = provider.verify_webhook(headers, body, secrets, now=now)
+        except Exception:
+            # A provider must not raise here; a signature we cannot check is
+            # not one we accept.
+            log.exception("provider %r raised while verifying a webhook", provider)
+            raise WebhookRejected(401, "verify_error") from None
+        if not result.ok:
+            raise WebhookRejected(401, result.reason)
+
+    def _parse(
+        self, provider: Provider, headers: Headers, body: bytes, content_type: str
+    ) -> WebhookEvent:
+        try:
+            parsed = provider.parse_webhook(headers, body, content_type)
+        except WebhookRejected as exc:
+            if 400 <= exc.status < 500:
+                raise
+            raise WebhookRejected(400, exc.reason, str(exc)) from exc
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            RecursionError,  # absurdly nested JSON
+        ) as exc:
+            # Malformed input tripping up the provider's decoding.
+            raise WebhookRejected(400, "malformed", type(exc).__name__) from exc
+        if not isinstance(parsed, WebhookEvent) or not parsed.event:
+            raise WebhookRejected(400, "malformed", "no event name")
+        return parsed
+
+    def _store(
+        self,
+        integration: str,
+        parsed: WebhookEvent,
+        headers: Headers,
+        body: bytes,
+        now: float,
+    ) -> tuple[int, bool]:
+        try:
+            return _queue.enqueue(
+                self._database(),
+                integration=integration,
+                event=parsed.event,
+                delivery_id=parsed.delivery_id,
+                dedup_key=parsed.dedup_key or parsed.delivery_id,
+                headers=headers.to_dict(),
+                body=body,
+                max_attempts=self.max_attempts,
+                now=now,
+            )
+        except StorageError as exc:
+            log.error("webhook %s not stored: %s", integration, exc)
+            raise WebhookRejected(503, "storage_unavailable") from exc
+
+    def _rejected(self, integration: str, exc: WebhookRejected, now: float) -> None:
+        shown = integration if INTEGRATION_NAME.fullmatch(integration) else "?"
+        log.warning(
+            "webhook rejected: integration=%s status=%d reason=%s",
+            shown,
+            exc.status,
+            exc.reason,
+        )
+        self._emit(shown, "", "rejected", exc.reason, None)
+
+    # -- processing --------------------------------------------------------
+
+    def drain(self, timeout: float = 30.0) -> int:
+        """Process every due event in the calling thread; returns how many.
+
+        Stops when no event is due any more (events waiting for a retry
+        later are left) or after ``timeout`` seconds. Each event counts
+        once, whether it was done, retried or dead.
+        """
+        deadline = time.monotonic() + timeout
+        handled = 0
+        while time.monotonic() < deadline and self._run_once():
+            handled += 1
+        return handled
+
+    def start(self, threads: int = 2) -> None:
+        """Start ``threads`` daemon worker threads; a no-op if running."""
+        if threads < 1:
+            raise ConfigurationError("start() needs at least one thread")
+        with self._lock:
+            if self._threads:
+                return
+            self._stop = threading.Event()
+            self._threads = [
+                threading.Thread(
+                    target=self._work,
+                    args=(self._stop,),
+                    name=f"revo-webhooks-{n}",
+                    daemon=True,
+                )
+                for n in range(threads)
+            ]
+            started = list(self._threads)
+        for thread in started:
+            thread.start()
+        log.debug("started %d webhook workers", threads)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the workers to finish their current event and wait for them.
+
+        A worker still busy after ``timeout`` seconds is left running (it
+        is a daemon thread); its event's lease expires and another worker
+        or process will claim it again.
+        """
+        with self._lock:
+            threads, self._threads = self._threads, []
+            self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            if thread.ident is not None:  # not started yet: it sees the flag
+                thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in threads if t.is_alive()]
+        if alive:
+            log.warning("webhook workers still busy after %.1fs: %s", timeout, alive)
+
+    def close(self) -> None:
+        """Stop the workers. The database is not closed: its owner does that."""
+        self.stop()
+
+    def _work(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                busy = self._run_once()
+            except StorageError as exc:
+                log.warning("webhook worker: queue unavailable: %s", exc)
+                busy = False
+            except Exception:
+                log.exception("webhook worker failed; continuing")
+                busy = False
+            if not busy:
+                self._wake.wait(self.poll_interval)
+
+    def _run_once(self) -> bool:
+        claimed = _queue.claim(
+            self._database(), limit=1, lease=self.lease, now=self._clock()
+        )
+        for item in claimed:
+            self._process(item)
+        return bool(claimed)
+
+    def _process(self, item: _queue.ClaimedEvent) -> None:
+        handlers = self.handlers_for(item.integration, item.event)
+        if not handlers:
+            log.debug("no handler for %s/%s; done", item.integration, item.event)
+            self._finish(item, "no_handler")
+            return
+        try:
+            delivery = self._delivery(item)
+            for handler in handlers:
+                handler(delivery)
+        except PermanentHandlerError as exc:
+            self._failed(item, exc, permanent=True)
+        except Exception as exc:
+            self._failed(item, exc, permanent=False)
+        else:
+            self._finish(item, "")
+
+    def _finish(self, item: _queue.ClaimedEvent, reason: str) -> None:
+        if not _queue.ack(
+            self._database(), item.id, now=self._clock(), attempt=item.attempts
+        ):
+            log.warning(
+                "webhook event %d finished after its lease expired and was"
+                " claimed again; it may have been handled twice",
+                item.id,
+            )
+            return
+        self._emit(item.integration, item.event, "processed", reason, item.id)
+
+    def _failed(
+        self, item: _queue.ClaimedEvent, exc: Exception, *, permanent: bool
+    ) -> None:
+        retry_in = None if permanent else self._retry_delay(item.attempts)
+        detail = "".join(traceback.format_exception(exc))
+        error = f"attempt {item.attempts}/{item.max_attempts}\n{detail}"
+        status = _queue.fail(
+            self._database(),
+            item.id,
+            error=error,
+            retry_in=retry_in,
+            now=self._clock(),
+            attempt=item.attempts,
+        )
+        summary = _summary(exc)
+        if status == "lost":
+            log.warning("webhook event %d failed after its lease expired", item.id)
+        elif status == "dead":
+            log.warning(
+                "webhook %s/%s event %d dead after attempt %d/%d: %s",
+                item.integration,
+                item.event,
+                item.id,
+                item.attempts,
+                item.max_attempts,
+                summary,
+            )
+            reason = f"permanent: {type(exc).__name__}" if permanent else summary
+            self._emit(item.integration, item.event, "dead", reason, item.id)
+        else:
+            log.warning(
+                "webhook %s/%s event %d attempt %d/%d failed, retry in %.1fs: %s",
+                item.integration,
+                item.event,
+                item.id,
+                item.attempts,
+                item.max_attempts,
+                retry_in or 0.0,
+                summary,
+            )
+            self._emit(item.integration, item.event, "retried", summary, item.id)
+
+    def _retry_delay(self, attempt: int) -> float | None:
+        if self.retry.strategy == "none":
+            return None
+        return backoff_delay(self.retry, attempt)
+
+    def _delivery(self, item: _queue.ClaimedEvent) -> Delivery:
+        headers = Headers(item.headers)
+        return Delivery(
+            id=item.id,
+            integration=item.integration,
+            event=item.event,
+            delivery_id=item.delivery_id,
+            payload=self._payload(item.integration, headers, item.body),
+            headers=headers,
+            attempts=item.attempts,
+            max_attempts=item.max_attempts,
+            body=item.body,
+        )
+
+    def _payload(self, integration: str, headers: Headers, body: bytes) -> Any:
+        content_type = headers.get("Content-Type", "")
+        try:
+            _, provider = self._resolve(integration)
+            return provider.parse_webhook(headers, body, content_type).payload
+        except Exception as exc:
+            # The integration may not be configured in this process (a
+            # separate worker process); fall back to plain decoding.
+            log.debug("payload of %s decoded generically: %r", integration, exc)
+            return decode_body(body, content_type)
+
+    # -- queue views -------------------------------------------------------
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Stored events per integration and status."""
+        return _queue.counts(self._database())
+
+    def replay(
+        self, event_ids: Sequence[int] | None = None, *, status: str | None = "dead"
+    ) -> int:
+        """Queue stored events again as fresh deliveries; returns how many.
+
+        See :func:`revo_sdk._queue.replay`.
+        """
+        count = _queue.replay(
+            self._database(), event_ids, status=status, now=self._clock()
+        )
+        if count:
+            self._wake.set()
+        return count
+
+    def _emit(
+        self,
+        integration: str,
+        event: str,
+        stage: str,
+        reason: str,
+        event_id: int | None,
+    ) -> None:
+        record = WebhookRecord(
+            integration, event, stage, reason, self._clock(), event_id
+        )
+        try:
+            self._notify(record)
+        except Exception:
+            log.exception("webhook observer failed on %s record", stage)
+
+
+def decode_body(body: bytes, content_type: str) -> Any:
+    """Decode a JSON or form body; ``None`` if it is neither.
+
+    A form holding a single ``payload`` field of JSON (as GitHub and Slack
+    send) decodes to that JSON; other forms to a dict of their first values.
+    """
+    try:
+        if _media_type(content_type) == FORM_TYPE:
+            fields = urllib.parse.parse_qs(body.decode("utf-8"))
+            if set(fields) == {"payload"}:
+                return json.loads(fields["payload"][0])
+            return {name: values[0] for name, values in fields.items()}
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _supported_type(content_type: str) -> bool:
+    media = _media_type(content_type)
+    return media in ("", FORM_TYPE, "application/json", "text/json") or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _summary(exc: BaseException, limit: int = 200) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,509 @@
+"""The WSGI middleware over real HTTP on 127.0.0.1, and its edge cases."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import io
+import json
+import logging
+import socket
+import socketserver
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from revo_sdk.contrib.wsgi import WebhookMiddleware
+
+from revo_sdk import (
+    IntegrationConfig,
+    Provider,
+    StorageError,
+    UnknownIntegrationError,
+    VerifyResult,
+    WebhookEvent,
+)
+from revo_sdk import _queue as queue
+from revo_sdk._db import Database
+from revo_sdk._webhooks import WebhookManager, decode_body
+
+SECRET = "wsgi-secret"
+
+
+class SignedProvider(Provider):
+    """HMAC-SHA256 hex in ``X-Test-Signature``; JSON (or form ``payload``)."""
+
+    name = "test"
+
+    def verify_webhook(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        secrets: tuple[str, ...],
+        *,
+        now: float,
+    ) -> VerifyResult:
+        given = headers.get("X-Test-Signature", "")
+        for secret in secrets:
+            expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            if hmac.compare_digest(expected, given):
+                return VerifyResult(True, "ok")
+        return VerifyResult(False, "mismatch" if given else "missing_header")
+
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, content_type: str
+    ) -> WebhookEvent:
+        data = decode_body(body, content_type)
+        if data.get("type") == "url_verification":
+            reply = (200, "text/plain", data["challenge"].encode())
+            return WebhookEvent("url_verification", "", "", data, reply=reply)
+        return WebhookEvent(data["type"], data["id"], data["id"], data)
+
+
+def resolve(name: str) -> tuple[IntegrationConfig, Provider]:
+    if name != "test":
+        raise UnknownIntegrationError(name)
+    return IntegrationConfig(name="test", webhook_secrets=(SECRET,)), SignedProvider()
+
+
+@dataclass
+class StandIn:
+    """The only thing the middleware may use of a client: ``webhooks``."""
+
+    webhooks: Any
+
+
+def signed(body: bytes, content_type: str = "application/json") -> dict[str, str]:
+    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Test-Signature": digest, "Content-Type": content_type}
+
+
+def payload(kind: str = "push", delivery_id: str | None = None) -> bytes:
+    return json.dumps({"id": delivery_id or uuid.uuid4().hex, "type": kind}).encode()
+
+
+def downstream(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """The wrapped app: echoes method, path and the body it could read."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    answer = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} {body!r}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [answer]
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # tests stay quiet
+        pass
+
+
+class ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(tmp_path / "wsgi.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def manager(db: Database) -> WebhookManager:
+    return WebhookManager(database=lambda: db, resolve=resolve)
+
+
+@pytest.fixture
+def app(manager: WebhookManager) -> WebhookMiddleware:
+    return WebhookMiddleware(downstream, StandIn(manager), max_body=4096)
+
+
+@pytest.fixture
+def server(app: WebhookMiddleware) -> Iterator[tuple[str, int]]:
+    httpd = make_server(
+        "127.0.0.1", 0, app, server_class=ThreadingServer, handler_class=QuietHandler
+    )
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield "127.0.0.1", httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def request(
+    server: tuple[str, int],
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(*server, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def raw_request(server: tuple[str, int], data: bytes) -> bytes:
+    with socket.create_connection(server, timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        for _ in range(1000):  # bounded: the server closes after answering
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def call(
+    app: WebhookMiddleware, path: str, body: bytes = b"", **environ: Any
+) -> tuple[str, dict[str, str], bytes]:
+    """Call the middleware directly with a hand-made environ."""
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    env.update(environ)
+    setup_testing_defaults(env)
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        captured["status"] = status
+        captured["headers"] = dict(headers)
+
+    answer = b"".join(app(env, start_response))
+    return captured["status"], captured["headers"], answer
+
+
+# -- over HTTP ----------------------------------------------------------------
+
+
+def test_signed_delivery_stored_then_accepted(
+    server: tuple[str, int], db: Database
+) -> None:
+    """A signed POST is answered 202 and is in the queue."""
+    body = payload(delivery_id="abc")
+
+    status, headers, answer = request(
+        server, "POST", "/webhooks/test", body, signed(body)
+    )
+
+    assert status == 202
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(answer) == {"ok": True}
+    [row] = queue.list_events(db)
+    assert (row["integration"], row["delivery_id"]) == ("test", "abc")
+
+
+def test_redelivery_answered_202_stored_once(
+    server: tuple[str, int], db: Database
+) -> None:
+    """A duplicate delivery is still a 2xx for the sender, stored once."""
+    body = payload(delivery_id="same")
+    for _ in range(3):
+        status, _, _ = request(server, "POST", "/webhooks/test", body, signed(body))
+        assert status == 202
+    assert len(queue.list_events(db)) == 1
+
+
+def test_form_encoded_delivery_accepted(server: tuple[str, int], db: Database) -> None:
+    """application/x-www-form-urlencoded bodies are received."""
+    body = urlencode({"payload": payload(delivery_id="form1").decode()}).encode()
+    headers = signed(body, "application/x-www-form-urlencoded")
+
+    status, _, _ = request(server, "POST", "/webhooks/test", body, headers)
+
+    assert status == 202
+    assert queue.list_events(db)[0]["delivery_id"] == "form1"
+
+
+def test_other_paths_reach_the_app_untouched(server: tuple[str, int]) -> None:
+    """Requests outside ``{prefix}/<integration>`` go to the wrapped app."""
+    for method, path in [
+        ("POST", "/other"),
+        ("GET", "/"),
+        ("POST", "/webhooks"),
+        ("POST", "/webhooks/test/extra"),
+        ("POST", "/webhooksx/test"),
+    ]:
+        status, _, answer = request(server, method, path, b"data")
+        assert status == 200
+        assert answer == f"{method} {path} b'data'".encode()
+
+
+def test_wrong_method_is_405(server: tuple[str, int]) -> None:
+    """Only POST is accepted on a webhook path."""
+    status, headers, answer = request(server, "GET", "/webhooks/test")
+    assert status == 405
+    assert headers["Allow"] == "POST"
+    assert json.loads(answer) == {"error": "method_not_allowed"}
+
+
+def test_bad_signature_is_401(server: tuple[str, int], db: Database) -> None:
+    """A wrong signature is refused and nothing is stored."""
+    body = payload()
+    headers = {**signed(body), "X-Test-Signature": "00" * 32}
+    status, _, answer = request(server, "POST", "/webhooks/test", body, headers)
+    assert (status, json.loads(answer)) == (401, {"error": "mismatch"})
+    assert queue.list_events(db) == []
+
+
+def test_unknown_integration_is_404(server: tuple[str, int]) -> None:
+    """Integrations nobody registered are 404, odd names included."""
+    for path in ["/webhooks/nope", "/webhooks/..", "/webhooks/a-b", "/webhooks/%C3%A9"]:
+        status, _, _ = request(
+            server, "POST", path, b"{}", {"Content-Type": "application/json"}
+        )
+        assert status == 404, path
+
+
+def test_malformed_body_is_400(server: tuple[str, int]) -> None:
+    """A signed body that is not a delivery is a 400, not a 500."""
+    for body in [b"{", b"[]", b'"text"', b"\x00\xff"]:
+        status, _, _ = request(server, "POST", "/webhooks/test", body, signed(body))
+        assert status == 400, body
+
+
+def test_missing_length_is_411(server: tuple[str, int]) -> None:
+    """A POST without Content-Length (and not chunked) is refused with 411."""
+    answer = raw_request(
+        server,
+        b"POST /webhooks/test HTTP/1.0\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\n\r\n{}",
+    )
+    assert answer.startswith((b"HTTP/1.0 411", b"HTTP/1.1 411"))
+
+
+def test_too_large_is_413(server: tuple[str, int], db: Database) -> None:
+    """A body above max_body is refused without being stored."""
+    body = json.dumps({"id": "big", "type": "push", "pad": "x" * 5000}).encode()
+    status, _, _ = request(server, "POST", "/webhooks/test", body, signed(body))
+    assert status == 413
+    assert queue.list_events(db) == []
+
+
+def test_unsupported_content_type_is_415(server: tuple[str, int]) -> None:
+    """XML and other types are refused."""
+    body = payload()
+    status, _, _ = request(
+        server, "POST", "/webhooks/test", body, signed(body, "text/xml")
+    )
+    assert status == 415
+
+
+def test_handshake_reply_passed_through(server: tuple[str, int], db: Database) -> None:
+    """A URL-verification challenge is echoed as the provider says."""
+    body = json.dumps({"type": "url_verification", "challenge": "ch4ll"}).encode()
+    status, headers, answer = request(
+        server, "POST", "/webhooks/test", body, signed(body)
+    )
+    assert (status, headers["Content-Type"], answer) == (200, "text/plain", b"ch4ll")
+    assert queue.list_events(db) == []
+
+
+def test_rejections_logged_once_without_secrets(
+    server: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each rejection is one WARNING with integration and reason, no secrets."""
+    caplog.set_level(logging.INFO)
+    body = json.dumps({"id": "x", "type": "push", "note": "body-marker"}).encode()
+    headers = {**signed(body), "X-Test-Signature": "deadbeef" * 8}
+
+    request(server, "POST", "/webhooks/test", body, headers)
+    request(server, "GET", "/webhooks/test")
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2
+    assert "integration=test" in warnings[0]
+    assert "reason=mismatch" in warnings[0]
+    assert "reason=method_not_allowed" in warnings[1]
+    assert "body-marker" not in caplog.text
+    assert "deadbeef" not in caplog.text
+
+
+def test_storage_unavailable_is_503_with_retry_after(tmp_path: Path) -> None:
+    """When the queue cannot commit, the answer is 503 with Retry-After."""
+
+    def broken() -> Database:
+        raise StorageError("database is locked")
+
+    middleware = WebhookMiddleware(
+        downstream, StandIn(WebhookManager(database=broken, resolve=resolve))
+    )
+    body = payload()
+    status, headers, answer = call(
+        middleware,
+        "/webhooks/test",
+        body,
+        CONTENT_TYPE="application/json",
+        HTTP_X_TEST_SIGNATURE=signed(body)["X-Test-Signature"],
+    )
+    assert status.startswith("503")
+    assert headers["Retry-After"] == "5"
+    assert json.loads(answer) == {"error": "storage_unavailable"}
+
+
+# -- edge cases with a hand-made environ --------------------------------------
+
+
+def test_invalid_content_length_is_400(app: WebhookMiddleware) -> None:
+    """A Content-Length that is not a number is a 400."""
+    for value in ["abc", "-5", "1e3", "12 34"]:
+        status, _, answer = call(app, "/webhooks/test", b"{}", CONTENT_LENGTH=value)
+        assert status.startswith("400"), value
+        assert json.loads(answer) == {"error": "invalid_content_length"}
+
+
+def test_length_over_max_body_refused_before_reading(app: WebhookMiddleware) -> None:
+    """A declared length above max_body is 413 and the stream is not read."""
+
+    class Untouchable(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise AssertionError("the body must not be read")
+
+    status, _, _ = call(
+        app,
+        "/webhooks/test",
+        CONTENT_LENGTH="999999999",
+        **{"wsgi.input": Untouchable()},
+    )
+    assert status.startswith("413")
+
+
+def test_short_body_is_400(app: WebhookMiddleware) -> None:
+    """A body shorter than its Content-Length is a 400 incomplete_body."""
+    status, _, answer = call(app, "/webhooks/test", b"{}", CONTENT_LENGTH="100")
+    assert status.startswith("400")
+    assert json.loads(answer) == {"error": "incomplete_body"}
+
+
+def test_reads_exactly_content_length(app: WebhookMiddleware, db: Database) -> None:
+    """Only Content-Length bytes are read, even if the stream holds more."""
+    body = payload(delivery_id="exact")
+    stream = io.BytesIO(body + b"TRAILING-GARBAGE")
+    status, _, _ = call(
+        app,
+        "/webhooks/test",
+        CONTENT_LENGTH=str(len(body)),
+        CONTENT_TYPE="application/json",
+        HTTP_X_TEST_SIGNATURE=signed(body)["X-Test-Signature"],
+        **{"wsgi.input": stream},
+    )
+    assert status.startswith("202")
+    assert stream.read() == b"TRAILING-GARBAGE"
+
+
+def test_chunked_body_read_when_server_terminates_input(
+    app: WebhookMiddleware, db: Database
+) -> None:
+    """Chunked bodies are read to the end only if wsgi.input_terminated is set."""
+    body = payload(delivery_id="chunky")
+    sig = signed(body)["X-Test-Signature"]
+    common = {
+        "CONTENT_LENGTH": "",
+        "CONTENT_TYPE": "application/json",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        "HTTP_X_TEST_SIGNATURE": sig,
+    }
+
+    status, _, _ = call(app, "/webhooks/test", body, **common)
+    assert status.startswith("411")
+
+    status, _, _ = call(
+        app, "/webhooks/test", body, **common, **{"wsgi.input_terminated": True}
+    )
+    assert status.startswith("202")
+
+    big = b"x" * 5000
+    status, _, _ = call(
+        app, "/webhooks/test", big, **common, **{"wsgi.input_terminated": True}
+    )
+    assert status.startswith("413")
+
+
+def test_internal_bug_is_500_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Only a genuine bug below the middleware is a 500, logged with its traceback."""
+
+    class Broken:
+        def receive(self, *args: Any, **kw: Any) -> Any:
+            raise RuntimeError("bug")
+
+    middleware = WebhookMiddleware(downstream, StandIn(Broken()))
+    status, _, answer = call(middleware, "/webhooks/test", b"{}")
+    assert status.startswith("500")
+    assert json.loads(answer) == {"error": "internal_error"}
+    assert any(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_prefix_normalised_and_root_prefix(manager: WebhookManager) -> None:
+    """Prefix slashes do not matter, and a trailing slash on the path is fine."""
+    body = payload()
+    sig = signed(body)["X-Test-Signature"]
+    for prefix, path in [("hooks/", "/hooks/test"), ("/", "/test/"), ("", "/test")]:
+        middleware = WebhookMiddleware(downstream, StandIn(manager), prefix=prefix)
+        status, _, _ = call(
+            middleware,
+            path,
+            body,
+            CONTENT_TYPE="application/json",
+            HTTP_X_TEST_SIGNATURE=sig,
+        )
+        assert status.startswith("202"), (prefix, path)
+
+
+# -- real provider fixtures ---------------------------------------------------
+
+
+def test_github_fixtures_accepted_through_middleware(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
+    """GitHub's published example payloads, signed as GitHub does, are all stored."""
+    github = pytest.importorskip("revo_sdk_plugins.github")
+    provider = github.GitHubProvider()
+    secret = "gh-secret"
+    config = IntegrationConfig(name="github", webhook_secrets=(secret,))
+    db = Database(tmp_path / "gh.db")
+    manager = WebhookManager(
+        database=lambda: db, resolve=lambda name: (config, provider)
+    )
+    middleware = WebhookMiddleware(downstream, StandIn(manager))
+    files = sorted((shared_fixtures / "github").glob("*/*.json"))
+    assert files
+
+    for n, path in enumerate(files):
+        body = path.read_bytes()
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        status, _, _ = call(
+            middleware,
+            "/webhooks/github",
+            body,
+            CONTENT_TYPE="application/json",
+            HTTP_X_GITHUB_EVENT=path.parent.name,
+            HTTP_X_GITHUB_DELIVERY=f"delivery-{n}",
+            HTTP_X_GITHUB_HOOK_ID="42",
+            HTTP_X_HUB_SIGNATURE_256=f"sha256={digest}",
+        )
+        assert status.startswith("202"), path
+
+    events = {row["event"] for row in queue.list_events(db, limit=1000)}
+    assert events == {path.parent.name for path in files}
+    assert len(queue.list_events(db, limit=1000)) == len(files)
+    db.close()
