@@ -37,6 +37,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 DB_ENV = "REVO_DB"
 DEFAULT_DB = "revo-sdk.db"
 
+#: Routes per integration in the ``revo-sdk metrics --routes`` table.
+ROUTES_SHOWN = 10
+
 #: The window ``revo-sdk status`` reports recent calls over, in seconds.
 STATUS_WINDOW = 15 * 60
 
@@ -195,7 +198,8 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         for i, header in enumerate(headers)
     ]
     numeric = [
-        bool(cells) and all(_NUMERIC_CELL.fullmatch(row[i]) for row in cells)
+        any(row[i] != "-" for row in cells)
+        and all(_NUMERIC_CELL.fullmatch(row[i]) for row in cells)
         for i in range(len(headers))
     ]
     lines.append(
@@ -425,7 +429,16 @@ def metrics(
     headers += ["BREAKER CHANGES"]
     click.echo(render_table(headers, rows))
     if routes:
-        route_rows = [
+        _echo_routes(summaries)
+
+
+def _echo_routes(summaries: Sequence[dict[str, Any]]) -> None:
+    """The busiest routes of each integration, as a second table."""
+    route_rows = []
+    hidden = 0
+    for s in summaries:
+        hidden += max(len(s["routes"]) - ROUTES_SHOWN, 0)
+        route_rows += [
             [
                 s["integration"],
                 r["route"],
@@ -435,24 +448,13 @@ def metrics(
                 r["p95_ms"],
                 r["retries"],
             ]
-            for s in summaries
-            for r in s["routes"]
+            for r in s["routes"][:ROUTES_SHOWN]
         ]
-        click.echo()
-        click.echo(
-            render_table(
-                [
-                    "INTEGRATION",
-                    "ROUTE",
-                    "CALLS",
-                    "SUCCESS",
-                    "P50 MS",
-                    "P95 MS",
-                    "RETRIES",
-                ],
-                route_rows,
-            )
-        )
+    headers = ["INTEGRATION", "ROUTE", "CALLS", "SUCCESS", "P50 MS", "P95 MS"]
+    click.echo()
+    click.echo(render_table([*headers, "RETRIES"], route_rows))
+    if hidden:
+        click.echo(f"({hidden} quieter routes not shown; --json lists them all)")
 
 
 # -- webhooks -----------------------------------------------------------------

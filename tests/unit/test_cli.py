@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import sys
 import time
 import types
@@ -28,13 +29,14 @@ def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    """A database with call metrics for github and slack and five webhooks.
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with call metrics for github and slack and five webhooks,
+    built once per module.
 
     Webhook 1 is dead, 2 is done, 3-5 are pending; github's breaker opened.
     """
-    path = tmp_path / "app.db"
+    path = tmp_path_factory.mktemp("template") / "app.db"
     db = Database(path)
     metrics = Metrics(lambda: db, clock=lambda: NOW - 60)
     for ms in range(1, 11):
@@ -88,6 +90,14 @@ def db_path(tmp_path: Path) -> Path:
     )
     _queue.ack(db, second.id, now=NOW - 3600)
     db.close()
+    return path
+
+
+@pytest.fixture
+def db_path(populated: Path, tmp_path: Path) -> Path:
+    """A private copy of the populated database."""
+    path = tmp_path / "app.db"
+    shutil.copyfile(populated, path)
     return path
 
 
@@ -595,3 +605,44 @@ def test_render_table_aligns_columns() -> None:
         "a       5   0.5",
         "long  120     -",
     ]
+
+
+def test_render_table_leaves_empty_columns_left_aligned() -> None:
+    """A column holding only '-' placeholders is text, not numbers."""
+    table = render_table(["ERROR", "N"], [[None, 1], [None, 22]])
+
+    assert table.splitlines() == ["ERROR   N", "-       1", "-      22"]
+
+
+def test_cli_metrics_routes_table_shows_busiest_routes(tmp_path: Path) -> None:
+    """--routes shows ten routes per integration and says how many it left out."""
+    path = tmp_path / "routes.db"
+    db = Database(path)
+    metrics = Metrics(lambda: db)
+    for n in range(12):
+        for _ in range(n + 1):
+            metrics.record_attempt(
+                AttemptRecord(
+                    "github", "GET", f"/r{n}", 200, "ok", "ok", 0.01, 1, NOW - 5
+                )
+            )
+    metrics.close()
+    db.close()
+
+    result = run("metrics", "--db", str(path), "--routes")
+
+    assert "/r11 " in result.output
+    assert "/r2 " in result.output
+    assert "/r1 " not in result.output
+    assert "(2 quieter routes not shown; --json lists them all)" in result.output
+
+
+def test_cli_status_empty_database_says_so(tmp_path: Path) -> None:
+    """A database without data gives a sentence, not an empty table."""
+    path = tmp_path / "empty.db"
+    Database(path).close()
+
+    result = run("status", "--db", str(path))
+
+    assert result.exit_code == 0
+    assert "no webhook events or call metrics stored yet" in result.output
