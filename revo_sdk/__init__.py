@@ -41,6 +41,7 @@ from ._exceptions import (
 )
 from ._provider import Outcome, Provider, RateLimitInfo, VerifyResult, WebhookEvent
 from ._records import AttemptRecord, BreakerChange, WebhookRecord
+from ._webhooks import Delivery, WebhookManager, WebhookResponse
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "CircuitOpenError",
     "Client",
     "ConfigurationError",
+    "Delivery",
     "HTTPStatusError",
     "IntegrationConfig",
     "IntegrationHandle",
@@ -78,8 +80,10 @@ __all__ = [
     "VerifyResult",
     "WebhookError",
     "WebhookEvent",
+    "WebhookManager",
     "WebhookRecord",
     "WebhookRejected",
+    "WebhookResponse",
     "hookimpl",
 ]
 

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from revo_sdk.contrib.wsgi import WebhookMiddleware
-
 from revo_sdk._exceptions import ConfigurationError
 from revo_sdk._webhooks import DEFAULT_MAX_BODY, WebhookManager
+
+# Relative, so type checkers reading contrib/ from the source tree (where it
+# is not yet revo_sdk.contrib) resolve it too.
+from ..wsgi import WebhookMiddleware
 
 if TYPE_CHECKING:
     from flask import Flask
