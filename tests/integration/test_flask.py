@@ -14,8 +14,6 @@ import pytest
 
 flask = pytest.importorskip("flask")
 
-from revo_sdk.contrib.flask import RevoWebhooks  # noqa: E402  # after the skip above
-
 from revo_sdk import (  # noqa: E402  # after the optional-dependency skip above
     ConfigurationError,
     IntegrationConfig,
@@ -27,6 +25,7 @@ from revo_sdk import (  # noqa: E402  # after the optional-dependency skip above
 from revo_sdk import _queue as queue  # noqa: E402  # after the skip above
 from revo_sdk._db import Database  # noqa: E402  # after the skip above
 from revo_sdk._webhooks import Delivery, WebhookManager  # noqa: E402  # after the skip
+from revo_sdk.contrib.flask import RevoWebhooks  # noqa: E402  # after the skip above
 
 SECRET = "flask-secret"
 

@@ -130,7 +130,9 @@ def test_github_secondary_limit_holds_calls_for_a_minute(upstream: Upstream) -> 
         {"message": "You have exceeded a secondary rate limit. Please wait."},
         x_ratelimit_remaining="6",
     )
-    upstream.script("GET", "/search/code", secondary, json_answer(200, {"total_count": 1}))
+    upstream.script(
+        "GET", "/search/code", secondary, json_answer(200, {"total_count": 1})
+    )
     config = IntegrationConfig(
         name="github",
         base_url=upstream.url,
@@ -138,9 +140,13 @@ def test_github_secondary_limit_holds_calls_for_a_minute(upstream: Upstream) -> 
         breaker=BreakerPolicy(enabled=False),
         retry=RetryPolicy(base_delay=0.1, deadline=600),
     )
-    integration = Integration(config, GitHubProvider(), clock=fake.clock, sleep=fake.sleep)
-    assert integration.request("GET", "/search/code", params={"q": "x"}).status_code == 200
-    first, second = upstream.calls("GET")
+    integration = Integration(
+        config, GitHubProvider(), clock=fake.clock, sleep=fake.sleep
+    )
+    assert (
+        integration.request("GET", "/search/code", params={"q": "x"}).status_code == 200
+    )
+    _first, second = upstream.calls("GET")
     assert sum(fake.sleeps) >= 60
     assert "Bearer t" in second.headers["Authorization"]
 
@@ -163,7 +169,9 @@ def test_slack_ok_false_ratelimited_is_retried(upstream: Upstream) -> None:
         breaker=BreakerPolicy(enabled=False),
         retry=RetryPolicy(base_delay=0.1, deadline=600),
     )
-    integration = Integration(config, SlackProvider(), clock=fake.clock, sleep=fake.sleep)
+    integration = Integration(
+        config, SlackProvider(), clock=fake.clock, sleep=fake.sleep
+    )
     response = integration.request("POST", "/chat.postMessage", json={"text": "hi"})
     assert response.json() == {"ok": True}
     assert len(upstream.calls("POST")) == 2

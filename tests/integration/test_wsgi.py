@@ -21,7 +21,6 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from revo_sdk.contrib.wsgi import WebhookMiddleware
 
 from revo_sdk import (
     IntegrationConfig,
@@ -34,6 +33,7 @@ from revo_sdk import (
 from revo_sdk import _queue as queue
 from revo_sdk._db import Database
 from revo_sdk._webhooks import WebhookManager, decode_body
+from revo_sdk.contrib.wsgi import WebhookMiddleware
 
 SECRET = "wsgi-secret"
 

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
-from revo_sdk_plugins import github
-from revo_sdk_plugins.github import GitHubProvider
 
 from revo_sdk import IntegrationConfig, WebhookRejected
 from revo_sdk._plugins import collect_providers, make_plugin_manager
 from revo_sdk._signatures import hmac_hex
+from revo_sdk_plugins import github
+from revo_sdk_plugins.github import GitHubProvider
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 FIXTURES = SHARED / "github"
