@@ -1,0 +1,270 @@
+"""The response cache for GETs, and single-flight sharing of identical calls."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from cachetools import TLRUCache
+
+from ._config import CachePolicy
+
+__all__ = ["CachedResponse", "ResponseCache", "SingleFlight"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    """A stored response: enough to rebuild a :class:`requests.Response`.
+
+    ``stored_at`` is the epoch time the response arrived; ``etag`` and
+    ``last_modified`` are its validators, kept for conditional requests.
+    """
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    url: str
+    stored_at: float
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+# A stored entry: the response, when it stops being fresh, and when the
+# cache may drop it (later, so a stale entry can still lend its validators).
+_Entry = tuple[CachedResponse, float, float]
+
+
+def _drop_at(key: str, entry: _Entry, now: float) -> float:
+    return entry[2]
+
+
+def compile_route(pattern: str) -> re.Pattern[str]:
+    """Turn a route pattern into a regular expression matching whole paths.
+
+    A segment that is exactly ``*`` matches one non-empty path segment, a
+    ``*`` inside a segment matches any characters but ``/`` (``/users.*``
+    matches ``/users.info``), and a final ``**`` segment matches any rest of
+    the path, nothing included (``/a/**`` matches ``/a``, ``/a/`` and
+    ``/a/b/c``).
+    """
+    segments = pattern.split("/")
+    rest = ""
+    if segments[-1] == "**":
+        segments.pop()
+        rest = "(?:/.*)?" if segments else ".*"
+    parts = []
+    for segment in segments:
+        if segment == "*":
+            parts.append("[^/]+")
+        else:
+            parts.append("[^/]*".join(re.escape(p) for p in segment.split("*")))
+    return re.compile("/".join(parts) + rest, re.DOTALL)
+
+
+class ResponseCache:
+    """A bounded, per-integration cache of fresh GET responses.
+
+    Keys are built by the client as ``"<METHOD> <url>|<vary>..."``; the TTL
+    of an entry comes from the policy's route patterns, matched against the
+    request path with the query string ignored. Entries stay in the cache
+    for one TTL past freshness so that :meth:`get_stale` can offer their
+    validators for a conditional request; :meth:`get` returns fresh ones
+    only. The least recently used entry goes first when the cache is full.
+
+    Thread-safety: shared by all threads of an integration. cachetools
+    caches are not synchronised, so every access holds this object's own
+    lock; the clock is read before the lock is taken.
+
+    :param policy: route TTLs, default TTL and size.
+    :param clock: monotonic time source in seconds.
+    """
+
+    def __init__(
+        self, policy: CachePolicy, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy
+        self._enabled = policy.enabled
+        self._routes = [(compile_route(p), float(ttl)) for p, ttl in policy.route_ttls]
+        self._default_ttl = float(policy.default_ttl)
+        self._clock = clock
+        self._lock = threading.Lock()
+        # The cache's timer returns the time read before the lock was taken.
+        self._now = 0.0
+        self._cache: TLRUCache[str, _Entry] = TLRUCache(
+            policy.maxsize, ttu=_drop_at, timer=self._time
+        )
+        self._hits = 0
+        self._misses = 0
+
+    def _time(self) -> float:
+        return self._now
+
+    def ttl_for(self, path: str) -> float:
+        """Seconds a response for ``path`` stays fresh; ``0`` means "do not cache".
+
+        ``path`` may carry a query string, which is ignored, or be a whole
+        URL, whose path is used.
+        """
+        if "://" in path:
+            path = urlsplit(path).path or "/"
+        else:
+            path = path.partition("?")[0].partition("#")[0]
+        for regex, ttl in self._routes:
+            if regex.fullmatch(path):
+                return ttl
+        return self._default_ttl
+
+    def get(self, key: str) -> CachedResponse | None:
+        """The fresh response stored under ``key``, or ``None``."""
+        now = self._clock()
+        with self._lock:
+            self._now = now
+            entry = self._cache.get(key)
+            if entry is not None and now < entry[1]:
+                self._hits += 1
+                return entry[0]
+            self._misses += 1
+        return None
+
+    def get_stale(self, key: str) -> CachedResponse | None:
+        """The response under ``key`` even if no longer fresh, or ``None``.
+
+        Meant for revalidation: send its ``etag`` / ``last_modified`` in a
+        conditional request and :meth:`put` it again on a 304.
+        """
+        now = self._clock()
+        with self._lock:
+            self._now = now
+            entry = self._cache.get(key)
+        return None if entry is None else entry[0]
+
+    def put(self, key: str, path: str, value: CachedResponse) -> bool:
+        """Store ``value`` under ``key`` for the TTL of ``path``.
+
+        :return: ``False`` (and nothing stored) when the cache is disabled
+            or the path's TTL is 0.
+        """
+        if not self._enabled:
+            return False
+        ttl = self.ttl_for(path)
+        if ttl <= 0.0:
+            return False
+        now = self._clock()
+        entry = (value, now + ttl, now + 2.0 * ttl)
+        with self._lock:
+            self._now = now
+            self._cache[key] = entry
+        return True
+
+    def invalidate(self, key: str) -> bool:
+        """Forget ``key``; ``True`` if it was stored."""
+        now = self._clock()
+        with self._lock:
+            self._now = now
+            return self._cache.pop(key, None) is not None
+
+    def invalidate_prefix(self, prefix: str) -> int:
+        """Forget every entry whose URL starts with ``prefix``; return how many.
+
+        The URL is the part of the key between the method and the first
+        ``|``, so ``"https://api.github.com/repos/o/r"`` drops that
+        repository's entries under any method and variant (and, being a
+        plain prefix, those of ``.../repos/o/r2`` too: dropping too much
+        only costs a refetch).
+        """
+        now = self._clock()
+        with self._lock:
+            self._now = now
+            doomed = [k for k in self._cache if _url_of(k).startswith(prefix)]
+            for key in doomed:
+                self._cache.pop(key, None)
+        return len(doomed)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._cache.clear()
+
+    def __len__(self) -> int:
+        """Entries held, stale ones kept for revalidation included."""
+        now = self._clock()
+        with self._lock:
+            self._now = now
+            return len(self._cache)
+
+    def snapshot(self) -> dict[str, object]:
+        """``enabled``, ``size``, ``maxsize``, ``hits`` and ``misses``."""
+        size = len(self)
+        with self._lock:
+            hits, misses = self._hits, self._misses
+        return {
+            "enabled": self._enabled,
+            "size": size,
+            "maxsize": self.policy.maxsize,
+            "hits": hits,
+            "misses": misses,
+        }
+
+
+def _url_of(key: str) -> str:
+    return key.partition(" ")[2].partition("|")[0]
+
+
+class _Call:
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight:
+    """Lets identical concurrent calls share one execution.
+
+    While a call for a key runs, later callers with the same key wait for it
+    and get its result (or its exception) instead of running their own. The
+    key is forgotten as soon as the call returns, so a later call runs anew.
+
+    Thread-safety: meant to be shared by many threads; the function runs in
+    the thread that came first, with no lock held.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, _Call] = {}
+
+    def do(self, key: str, fn: Callable[[], T]) -> tuple[T, bool]:
+        """Run ``fn``, or wait for the identical call already running.
+
+        :return: ``(result, shared)``; ``shared`` is ``True`` when this caller
+            received the result of another caller's execution.
+        :raises BaseException: whatever ``fn`` raised, in every waiting caller.
+        """
+        fresh = _Call()
+        with self._lock:
+            call = self._calls.setdefault(key, fresh)
+
+        if call is not fresh:
+            call.done.wait()
+            if call.error is not None:
+                raise call.error
+            return cast(T, call.result), True
+
+        try:
+            call.result = fn()
+        except BaseException as exc:
+            call.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._calls[key]
+            call.done.set()
+        return cast(T, call.result), False
