@@ -22,7 +22,10 @@ Control endpoints, never faulted:
 
 - ``GET /_emulator/stats``: counts of requests, statuses, faults and routes;
 - ``POST /_emulator/config``: JSON ``{"fault_rate": 0.1, "seed": 3}`` changes
-  the fault rate (and reseeds) without a restart; answers the new config.
+  the fault rate (and reseeds) without a restart, and
+  ``{"outage": {"family": "jira", "seconds": 1.5}}`` makes one service answer
+  every request with 503 for a while (``seconds`` 0 ends it), which is what
+  trips a circuit breaker; answers the new config.
 
 Only the standard library is used here, so the process starts fast and its
 behaviour does not depend on the code it is measuring.
@@ -63,6 +66,7 @@ FAULT_KINDS = (
     "slack_ratelimited",  # Slack's HTTP 200 with ok=false, error=ratelimited
     "slow",
     "drop",  # the connection is closed without an answer
+    "outage",  # 503 like a service that is down (see ``/_emulator/config``)
 )
 
 #: Seconds a ``slow`` response is delayed.
@@ -87,6 +91,7 @@ class FaultPlan:
         self._rate = 0.0
         self._seed: int | None = None
         self._rng = random.Random(seed)
+        self._outages: dict[str, float] = {}  # family -> monotonic end
         self.configure(rate, seed)
 
     def configure(self, rate: float, seed: int | None = None) -> None:
@@ -97,9 +102,19 @@ class FaultPlan:
             self._seed = seed
             self._rng = rng
 
-    def config(self) -> dict[str, Any]:
+    def outage(self, family: str, seconds: float) -> None:
+        """Fail every request of ``family`` for ``seconds`` from now."""
+        until = time.monotonic() + max(float(seconds), 0.0)
         with self._lock:
-            return {"fault_rate": self._rate, "seed": self._seed}
+            self._outages[family] = until
+
+    def config(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            outages = {
+                f: round(t - now, 3) for f, t in self._outages.items() if t > now
+            }
+            return {"fault_rate": self._rate, "seed": self._seed, "outages": outages}
 
     def draw(self, family: str) -> tuple[str | None, float]:
         """Pick a fault for one request of ``family`` (or ``None``).
@@ -113,7 +128,10 @@ class FaultPlan:
             kinds = (*_RANDOM_GENERIC, "secondary")
         elif family == "slack":
             kinds = (*_RANDOM_GENERIC, "slack_ratelimited")
+        now = time.monotonic()
         with self._lock:
+            if self._outages.get(family, 0.0) > now:
+                return "outage", 0.0
             if self._rate <= 0.0 or self._rng.random() >= self._rate:
                 return None, 0.0
             return self._rng.choice(kinds), self._rng.random()
@@ -277,12 +295,16 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if path == "/_emulator/stats":
             return _Reply(200, self.server.stats.snapshot())
         if path == "/_emulator/config" and self.command == "POST":
+            faults = self.server.faults
             try:
                 wanted = json.loads(body or b"{}")
-                self.server.faults.configure(
-                    float(wanted.get("fault_rate", 0.0)), wanted.get("seed")
-                )
-            except (ValueError, TypeError, AttributeError) as exc:
+                if "fault_rate" in wanted or "seed" in wanted:
+                    rate = wanted.get("fault_rate", faults.config()["fault_rate"])
+                    faults.configure(float(rate), wanted.get("seed"))
+                if wanted.get("outage"):
+                    outage = wanted["outage"]
+                    faults.outage(str(outage["family"]), float(outage["seconds"]))
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
                 return _Reply(400, {"error": f"bad config: {exc}"})
             return _Reply(200, self.server.faults.config())
         if path == "/_emulator/config":
@@ -425,6 +447,8 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
 
 
 def _fault_reply(fault: str, family: str, u: float) -> _Reply | None:
+    if fault == "outage":
+        return _Reply(503, {"message": "Service Unavailable (emulated outage)"})
     if fault in ("500", "502", "503"):
         message = {"500": "Internal Server Error", "502": "Bad Gateway"}.get(
             fault, "Service Unavailable"
@@ -794,6 +818,12 @@ class EmulatorProcess:
     def configure(self, fault_rate: float, seed: int | None = None) -> None:
         """Change the fault rate (and reseed) of the running emulator."""
         self._call("/_emulator/config", {"fault_rate": fault_rate, "seed": seed})
+
+    def outage(self, family: str, seconds: float) -> None:
+        """Make every ``family`` request fail with 503 for ``seconds``."""
+        self._call(
+            "/_emulator/config", {"outage": {"family": family, "seconds": seconds}}
+        )
 
     def __enter__(self) -> EmulatorProcess:
         return self.start()

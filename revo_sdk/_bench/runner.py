@@ -57,7 +57,16 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import click
 import urllib3
 
+from .._client import Client
+from .._config import (
+    BreakerPolicy,
+    BulkheadPolicy,
+    IntegrationConfig,
+    LimiterPolicy,
+    RetryPolicy,
+)
 from .._exceptions import RevoError
+from .._webhooks import Delivery as QueuedDelivery
 from .emulator import EmulatorProcess
 
 log = logging.getLogger(__name__)
@@ -78,6 +87,11 @@ WARMUP_CALLS = 200
 
 #: Most payload files read from a ``--payloads`` folder.
 MAX_PAYLOAD_FILES = 5000
+
+#: During the fault phase one service goes down for a moment, long enough
+#: for its circuit breaker to open, let a trial through and close again:
+#: (service, seconds after the phase starts, seconds down).
+OUTAGE = ("jira", 0.5, 1.5)
 
 #: Share of webhook deliveries whose handler fails on its first attempt.
 HANDLER_FAILURE_SHARE = 0.04
@@ -108,10 +122,6 @@ class Op:
     path: str
     params: tuple[tuple[str, str], ...] = ()
     body: Any = None  # sent as JSON
-
-    @property
-    def label(self) -> str:
-        return f"{self.integration} {self.method} {self.path.split('?')[0]}"
 
 
 def build_ops(count: int, rng: random.Random) -> list[Op]:
@@ -328,15 +338,7 @@ class _Progress:
 
 def _integration_configs(
     base_url: str, *, threads: int, webhook_secrets: dict[str, str]
-) -> list[Any]:
-    from revo_sdk import (
-        BreakerPolicy,
-        BulkheadPolicy,
-        IntegrationConfig,
-        LimiterPolicy,
-        RetryPolicy,
-    )
-
+) -> list[IntegrationConfig]:
     # Short delays keep a run under half a minute; a server's Retry-After
     # still wins over them (the emulator asks for at most 1 s).
     retry = RetryPolicy(max_attempts=4, base_delay=0.02, max_delay=1.0, deadline=15.0)
@@ -364,7 +366,7 @@ def _integration_configs(
     ]
 
 
-def _pipeline_call(client: Any, *, cache: bool) -> Callable[[Op], CallResult]:
+def _pipeline_call(client: Client, *, cache: bool) -> Callable[[Op], CallResult]:
     providers = {name: client.integration(name) for name in PROVIDERS}
     classify = {name: client.providers[name].classify for name in PROVIDERS}
 
@@ -390,7 +392,7 @@ def _pipeline_call(client: Any, *, cache: bool) -> Callable[[Op], CallResult]:
 
 
 def _raw_call(
-    client: Any, base_url: str, threads: int
+    client: Client, base_url: str, threads: int
 ) -> tuple[Callable[[Op], CallResult], urllib3.PoolManager]:
     """The same calls with a bare urllib3 pool and the same headers."""
     pool = urllib3.PoolManager(
@@ -409,7 +411,7 @@ def _raw_call(
             **provider.default_headers(config),
             **provider.auth_headers(config),
         }
-        prefix[name] = config.base_url.rstrip("/")
+        prefix[name] = (config.base_url or base_url).rstrip("/")
 
     def call(op: Op) -> CallResult:
         url = prefix[op.integration] + op.path
@@ -433,9 +435,7 @@ def _new_client(
     *,
     threads: int,
     webhook_secrets: dict[str, str],
-) -> Any:
-    from revo_sdk import Client, RetryPolicy
-
+) -> Client:
     client = Client(
         db_path=db_path,
         webhook_options={
@@ -457,7 +457,7 @@ def _new_client(
     return client
 
 
-def _pipeline_figures(client: Any) -> dict[str, Any]:
+def _pipeline_figures(client: Client) -> dict[str, Any]:
     """Retries, breaker changes, rate-limit waits... from the client's metrics."""
     snapshot: dict[str, dict[str, float]] = client.metrics.snapshot()
     keys = (
@@ -572,7 +572,11 @@ class Delivery:
 
 
 class Signer:
-    """Signs deliveries the way each provider does; seeded for repeatability."""
+    """Signs deliveries the way each provider does.
+
+    Delivery ids are random on every run, even with a seed, so runs that
+    share a database never mistake each other's deliveries for their own.
+    """
 
     def __init__(self, webhook_secrets: dict[str, str], rng: random.Random) -> None:
         self.secrets = webhook_secrets
@@ -580,7 +584,7 @@ class Signer:
         self.serial = 0
 
     def _uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return str(uuid.uuid4())
 
     def make(self, sample: Sample, *, secret: str | None = None) -> Delivery:
         """A fresh delivery of ``sample``, with its own delivery id."""
@@ -626,11 +630,11 @@ class Signer:
         handshake: bytes | None = None
         if isinstance(payload, dict):
             kind = payload.get("type")
-            unique = f"{self.serial}.{self.rng.getrandbits(40):010x}"
+            unique = f"{self.serial}.{uuid.uuid4().hex[:12]}"
             if kind == "url_verification":
                 handshake = str(payload.get("challenge", "")).encode()
             elif kind == "event_callback":
-                delivery_id = f"Ev{self.rng.getrandbits(48):012X}"
+                delivery_id = "Ev" + uuid.uuid4().hex[:12].upper()
                 body = _json_bytes({**payload, "event_id": delivery_id})
             elif "command" in payload:
                 fields = {k: _form_value(v) for k, v in payload.items()}
@@ -728,7 +732,7 @@ def _not_found(
 
 
 @contextlib.contextmanager
-def receiving_server(client: Any) -> Iterator[str]:
+def receiving_server(client: Client) -> Iterator[str]:
     """Serve ``WebhookMiddleware`` on an ephemeral port; yields its base URL."""
     # Imported by name: the front end installs as revo_sdk.contrib.wsgi from
     # contrib/wsgi, a mapping static type checkers do not follow.
@@ -866,11 +870,11 @@ class _Handlers:
         self.undecoded = 0
         self.failed_on_purpose = 0
 
-    def register(self, client: Any) -> None:
+    def register(self, client: Client) -> None:
         for name in PROVIDERS:
             client.webhooks.on(name, "*")(self.handle)
 
-    def handle(self, delivery: Any) -> None:
+    def handle(self, delivery: QueuedDelivery) -> None:
         # A stable few fail their first attempt, so the retry path runs.
         digest = hashlib.sha256(
             f"{delivery.integration}:{delivery.id}".encode()
@@ -918,7 +922,7 @@ def run_bench(
     scratch = Path(tempfile.mkdtemp(prefix="revo-bench-"))
     db_path = Path(db) if db is not None else scratch / "bench.db"
     emulator = EmulatorProcess(fault_rate=fault_rate, seed=seed)
-    clients: list[Any] = []
+    clients: list[Client] = []
     try:
         try:
             samples = load_samples(Path(payloads) if payloads is not None else None)
@@ -962,7 +966,7 @@ def run_bench(
 
 def _run(
     emulator: EmulatorProcess,
-    clients: list[Any],
+    clients: list[Client],
     rng: random.Random,
     progress: _Progress,
     db_path: Path,
@@ -985,9 +989,20 @@ def _run(
     )
     clients.append(client)
     before = emulator.stats()
-    faulted = run_phase(
-        "calls (faults)", ops, threads, _pipeline_call(client, cache=True), progress
-    )
+    outage = None
+    if fault_rate > 0:
+        family, delay, seconds = OUTAGE
+        outage = threading.Timer(delay, emulator.outage, (family, seconds))
+        outage.daemon = True
+        outage.start()
+    try:
+        faulted = run_phase(
+            "calls (faults)", ops, threads, _pipeline_call(client, cache=True), progress
+        )
+    finally:
+        if outage is not None:
+            outage.cancel()
+            outage.join(10)
     after = emulator.stats()
 
     # Phase 2: faults off; raw urllib3 against a fresh client, cache bypassed.
@@ -1006,6 +1021,11 @@ def _run(
             "fault_rate": fault_rate,
             "webhooks": webhooks,
             "seed": seed,
+            "outage": (
+                {"service": OUTAGE[0], "after_s": OUTAGE[1], "seconds": OUTAGE[2]}
+                if fault_rate > 0
+                else None
+            ),
         },
         "calls": faulted.summary(),
         "upstream": {
@@ -1039,7 +1059,7 @@ def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def measure_overhead(
-    client: Any, base_url: str, ops: Sequence[Op], threads: int, progress: _Progress
+    client: Client, base_url: str, ops: Sequence[Op], threads: int, progress: _Progress
 ) -> dict[str, Any]:
     """Raw urllib3 vs the pipeline on the same calls, faults off."""
     raw_call, pool = _raw_call(client, base_url, threads)
@@ -1069,7 +1089,7 @@ def measure_overhead(
 
 
 def bench_webhooks(
-    client: Any,
+    client: Client,
     db_path: Path,
     samples: list[Sample],
     count: int,
@@ -1208,6 +1228,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"  {config['requests']} calls from {config['threads']} threads, fault rate "
         f"{config['fault_rate']:.0%}, seed {config['seed']}, "
         f"payloads: {config['payloads']}",
+        *(
+            [f"  {o['service']} is down for {o['seconds']} s, {o['after_s']} s in"]
+            if (o := config["outage"])
+            else []
+        ),
         "",
         "Calls through the pipeline (faults on)",
     ]
@@ -1233,7 +1258,8 @@ def format_report(report: dict[str, Any]) -> str:
         ),
         (
             "cache hit rate",
-            f"{_pct(calls['cache_hit_rate'])} of calls ({calls['cache_hits']} hits)",
+            f"{_pct(calls['cache_hit_rate'])} of calls ({calls['cache_hits']} hits; "
+            f"{_pct(pipe['cache_hit_rate'])} of cacheable lookups)",
         ),
         (
             "rate-limit waits",

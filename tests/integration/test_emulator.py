@@ -351,3 +351,18 @@ def test_emulator_process_stops_by_pid() -> None:
     assert proc.poll() is not None
     with pytest.raises(urllib3.exceptions.HTTPError):
         urllib3.PoolManager(retries=False).request("GET", base + "/_emulator/stats")
+
+
+def test_emulator_outage_fails_one_service_until_ended(
+    http: urllib3.PoolManager, fresh_emulator: EmulatorProcess
+) -> None:
+    """An outage answers 503 for its service only, and ends when set to 0 s."""
+    fresh_emulator.outage("jira", 60.0)
+
+    during = call(http, fresh_emulator, "GET", "/rest/api/2/project").status
+    other = call(http, fresh_emulator, "GET", "/api/api.test").status
+    fresh_emulator.outage("jira", 0.0)
+    after = call(http, fresh_emulator, "GET", "/rest/api/2/project").status
+
+    assert (during, other, after) == (503, 200, 200)
+    assert fresh_emulator.stats()["faults"] == {"outage": 1}
