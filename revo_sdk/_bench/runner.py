@@ -531,19 +531,32 @@ def load_samples(folder: Path | None) -> list[Sample]:
 
 def classify_path(path: Path, root: Path) -> tuple[str, str]:
     """``(provider, event)`` for a payload file under ``root``."""
-    lowered = [part.lower() for part in path.resolve().parts]
+    # The nearest path component naming a provider wins, so a provider's
+    # name higher up (in a home folder, say) does not override the layout.
     provider = next(
-        (p for part in lowered for p in PROVIDERS if p in part),
+        (
+            found
+            for part in reversed(path.resolve().parts)
+            if (found := _provider_in(part))
+        ),
         "github",
     )
     stem_parts = path.name[: -len(".json")].split(".")
     relative = path.relative_to(root).parts
     parent = path.parent.name
-    if len(relative) >= 2 and not any(p in parent.lower() for p in PROVIDERS):
-        return provider, parent
+    if len(relative) >= 2 and not _provider_in(parent):
+        return provider, parent  # <provider>/<event>/<file>.json
     if len(stem_parts) >= 2 and stem_parts[0].lower() in PROVIDERS:
-        return stem_parts[0].lower(), stem_parts[1]
-    return provider, stem_parts[0]
+        return stem_parts[0].lower(), stem_parts[1]  # <provider>.<event>.json
+    folder = root.resolve()
+    if _provider_in(folder.parent.name) and not _provider_in(folder.name):
+        return provider, folder.name  # root is one event's folder
+    return provider, stem_parts[0]  # <event>.json
+
+
+def _provider_in(name: str) -> str | None:
+    lowered = name.lower()
+    return next((p for p in PROVIDERS if p in lowered), None)
 
 
 @dataclass

@@ -137,6 +137,13 @@ def test_classify_path_uses_event_folders(tmp_path: Path) -> None:
     )
 
 
+def test_classify_path_names_events_after_an_event_folder_root(tmp_path: Path) -> None:
+    """Replaying ``github/push`` itself names its files' event ``push``."""
+    root = tmp_path / "github" / "push"
+
+    assert classify_path(root / "payload.json", root) == ("github", "push")
+
+
 def test_classify_path_uses_file_names_in_flat_folders(tmp_path: Path) -> None:
     """Flat folders name events by file: ``<provider>.<event>...`` or ``<event>``."""
     assert classify_path(tmp_path / "slack.app_mention.json", tmp_path) == (
