@@ -176,6 +176,17 @@ class GitHubProvider(Provider):
         # At least a second: the reset is whole seconds and so is Date.
         return max(reset - now, 1.0)
 
+    def scope_for(self, method: str, path: str) -> str:
+        """The ``x-ratelimit-resource`` a request counts against: code
+        search, other searches and GraphQL have quotas of their own."""
+        if path.startswith("/search/code"):
+            return "code_search"
+        if path.startswith("/search/"):
+            return "search"
+        if path.startswith("/graphql"):
+            return "graphql"
+        return DEFAULT_RESOURCE
+
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """The ``x-ratelimit-*`` headers, scoped by ``x-ratelimit-resource``."""
         limit = header_int(headers, "X-RateLimit-Limit")

@@ -96,6 +96,10 @@ class SlackProvider(Provider):
         )
     )
 
+    def scope_for(self, method: str, path: str) -> str:
+        """Slack limits each Web API method separately: the method is the scope."""
+        return method_name(path) or "default"
+
     def classify(
         self,
         status: int,

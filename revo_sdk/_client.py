@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -269,6 +270,9 @@ class Client:
         notify(self.plugin_manager, "on_breaker_change", change=change)
 
     def _webhook_observed(self, record: WebhookRecord) -> None:
+        if record.integration not in self._integrations:
+            # A sender chose this name (a 404): never let it become a label.
+            record = dataclasses.replace(record, integration="?")
         self.metrics.record_event(
             record.integration, f"webhook_{record.stage}", record.reason, 1.0
         )

@@ -59,9 +59,11 @@ class CallError(RevoError):
 
 
 class CircuitOpenError(CallError):
-    """The integration's circuit breaker is open; no request was sent.
+    """The integration's circuit breaker is open; the call stopped there.
 
-    ``retry_at`` is the monotonic time at which a trial call will be allowed.
+    ``retry_at`` is the epoch time at which a trial call will be allowed. The
+    message says whether earlier attempts of the same call reached the
+    network before the breaker opened.
     """
 
     def __init__(self, message: str, *, integration: str = "", retry_at: float = 0.0):

@@ -197,13 +197,20 @@ class Limiter:
         self._bucket("default")
 
     def acquire(
-        self, scope: str = "default", *, max_wait: float | None = None
+        self,
+        scope: str = "default",
+        *,
+        max_wait: float | None = None,
+        pause_wait: float | None = None,
     ) -> float:
         """Take one token from ``scope``, sleeping until it is admitted.
 
         :param scope: which bucket to draw from.
         :param max_wait: longest acceptable wait in seconds (a negative value
             counts as 0); defaults to the policy's ``max_wait``.
+        :param pause_wait: longest acceptable wait while the scope is paused
+            at a server's request, when that should differ from ``max_wait``
+            (the pipeline lets such pauses run up to the call's deadline).
         :return: the seconds slept (``0.0`` when a token was at hand).
         :raises RateLimitedError: if the wait would exceed ``max_wait``; its
             ``retry_at`` is the epoch time a call would be admitted.
@@ -212,9 +219,13 @@ class Limiter:
             return 0.0
         bucket = self._buckets.get(scope) or self._bucket(scope)
         limit = self._max_wait if max_wait is None else max_wait
+        now = self._clock()
+        # An unlocked read: a stale value only picks the other of two limits.
+        if pause_wait is not None and bucket._paused_until > now:
+            limit = max(limit, pause_wait)
         if limit < 0.0:  # a caller whose deadline has passed cannot wait at all
             limit = 0.0
-        wait = bucket._reserve(self._clock(), bucket._interval, limit)
+        wait = bucket._reserve(now, bucket._interval, limit)
         if wait > limit:
             raise self._limited(scope, wait)
         if wait > 0.0:

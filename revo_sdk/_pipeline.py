@@ -43,6 +43,7 @@ from ._config import (
 )
 from ._exceptions import (
     CallError,
+    CircuitOpenError,
     ConfigurationError,
     HTTPStatusError,
     RateLimitedError,
@@ -245,18 +246,26 @@ class Integration:
         )
         path = self._relative_path(call.url)
         route = route_of(path)
+        scope = self.provider.scope_for(call.method, path)
         attempt = 0
-        server_paused = False
         while True:
             attempt += 1
-            trial = self.breaker.acquire()  # CircuitOpenError stops retrying at once
             try:
-                # A pause the server asked for may be waited out up to the
-                # call's deadline; client-side pacing only up to max_wait.
+                trial = self.breaker.acquire()
+            except CircuitOpenError as exc:  # an open breaker ends retrying at once
+                raise self._circuit_open(exc, attempt - 1) from None
+            try:
+                # Client-side pacing waits up to max_wait; a pause the server
+                # asked for may be waited out up to the call's deadline.
                 budget = deadline - self._clock()
-                if not server_paused:
-                    budget = min(self.max_wait, budget)
-                waited = self.limiter.acquire("default", max_wait=budget)
+                waited = self.limiter.acquire(
+                    "default", max_wait=min(self.max_wait, budget), pause_wait=budget
+                )
+                if scope != "default":
+                    budget -= waited
+                    waited += self.limiter.acquire(
+                        scope, max_wait=min(self.max_wait, budget), pause_wait=budget
+                    )
             except RateLimitedError:
                 self.breaker.record(trial, None)
                 raise
@@ -283,7 +292,7 @@ class Integration:
                 )
                 if exc.may_have_reached_server and not call.may_resend:
                     raise  # a POST that may have been processed is never resent
-                self._before_retry(call, exc, None, attempt, deadline, route)
+                self._before_retry(call, exc, None, attempt, deadline, route, scope)
                 continue
 
             outcome = self.provider.classify(
@@ -309,10 +318,22 @@ class Integration:
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), now=time.time()
                 )
-            server_paused = outcome.kind == "rate_limited"
             self._before_retry(
-                call, response, outcome, attempt, deadline, route, retry_after
+                call, response, outcome, attempt, deadline, route, scope, retry_after
             )
+
+    def _circuit_open(self, exc: CircuitOpenError, sent: int) -> CircuitOpenError:
+        """The breaker's refusal, with an epoch ``retry_at`` and an honest
+        account of what this call already sent."""
+        retry_at = time.time() + max(exc.retry_at - self._clock(), 0.0)
+        if sent:
+            message = (
+                f"{self.name}: circuit breaker opened after {sent} attempt(s) of "
+                "this call reached the network; no further attempt was sent"
+            )
+        else:
+            message = f"{self.name}: circuit breaker is open; no request was sent"
+        return CircuitOpenError(message, integration=self.name, retry_at=retry_at)
 
     def _before_retry(
         self,
@@ -322,6 +343,7 @@ class Integration:
         attempt: int,
         deadline: float,
         route: str,
+        scope: str,
         retry_after: float | None = None,
     ) -> None:
         """Wait before the next attempt, or raise when no attempt is left."""
@@ -330,10 +352,13 @@ class Integration:
         if retry_after is not None:
             delay = max(delay, retry_after)  # the server's hint is a floor
         limited = outcome is not None and outcome.kind == "rate_limited"
-        if limited:
-            # Pause the integration's bucket so calls queued behind this one
-            # wait too; the next attempt's limiter.acquire does the waiting.
-            self.limiter.pause("default", delay)
+        if limited and outcome is not None:
+            # Pause the bucket the limit speaks for, so calls queued behind
+            # this one wait too; the next attempt's acquire does the waiting.
+            # A limit on a scope this call was not paced by (GitHub's
+            # secondary limit, a bare 429) holds back the whole integration.
+            paused = outcome.scope if outcome.scope == scope else "default"
+            self.limiter.pause(paused, delay)
         out_of_time = self._clock() + delay > deadline
         if attempt >= call.retry.attempts or out_of_time:
             if limited and out_of_time:

@@ -162,6 +162,15 @@ class Provider:
             return Outcome("auth", "http_401")
         return Outcome("client_error", f"http_{status}")
 
+    def scope_for(self, method: str, path: str) -> str:
+        """The rate-limit bucket a request draws from, besides the
+        integration's own ``default`` one.
+
+        A rate-limit :class:`Outcome` whose ``scope`` equals this pauses only
+        that bucket; any other scope pauses the whole integration.
+        """
+        return "default"
+
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """Quota left according to the response headers, if they say."""
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -20,7 +21,12 @@ from typing import Any
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+#: The providers' published payloads: ``../shared/fixtures`` beside the
+#: repository, or wherever ``REVO_SHARED_FIXTURES`` points.
+SHARED = Path(
+    os.environ.get("REVO_SHARED_FIXTURES")
+    or Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +47,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def shared_fixtures() -> Path:
     """The folder of real provider payloads (skips when it is absent)."""
     if not SHARED.is_dir():
-        pytest.skip(f"shared fixtures not found at {SHARED}")
+        pytest.skip(f"shared fixtures not found at {SHARED}; set REVO_SHARED_FIXTURES")
     return SHARED
 
 

@@ -317,3 +317,44 @@ def test_from_env_reads_integrations(upstream: Upstream) -> None:
         assert set(c.integrations) == {"echo", "other_name"}
         assert c.echo.config.webhook_secrets == ("a", "b")
         assert c.other_name.config.provider_name == "echo"
+
+
+def test_breaker_opening_mid_call_says_attempts_were_sent(
+    client: Client, upstream: Upstream
+) -> None:
+    """When the breaker opens during a retry loop the error admits earlier attempts."""
+    import time
+
+    upstream.script("GET", "/down", json_answer(503, {}))
+    client.register(
+        IntegrationConfig(
+            name="tight",
+            provider="echo",
+            base_url=upstream.url,
+            retry=FAST_RETRY,
+            breaker=BreakerPolicy(failure_threshold=2, recovery_timeout=30),
+        )
+    )
+    with pytest.raises(CircuitOpenError) as info:
+        client.tight.get("/down")
+    assert "after 2 attempt(s)" in str(info.value)
+    assert len(upstream.calls("GET", "/down")) == 2
+    assert time.time() + 20 < info.value.retry_at <= time.time() + 31
+
+
+def test_unknown_webhook_integration_never_becomes_a_metric_label(
+    client: Client,
+) -> None:
+    """A sender-chosen integration name is recorded as '?', not as itself."""
+    from revo_sdk import WebhookRejected
+
+    with pytest.raises(WebhookRejected) as info:
+        client.webhooks.receive("made_up_name", {}, b"{}", "application/json")
+    assert info.value.status == 404
+    client.metrics.flush()
+    labels = {
+        row["integration"]
+        for row in client.database.query("SELECT integration FROM metric_events")
+    }
+    assert "made_up_name" not in labels
+    assert "?" in labels

@@ -176,3 +176,58 @@ def test_slack_ok_false_ratelimited_is_retried(upstream: Upstream) -> None:
     assert response.json() == {"ok": True}
     assert len(upstream.calls("POST")) == 2
     assert sum(fake.sleeps) > 0
+
+
+def test_slack_limit_on_one_method_leaves_others_running(upstream: Upstream) -> None:
+    """A ratelimited chat.postMessage pauses that method only, not users.list."""
+    from revo_sdk_plugins.slack import SlackProvider
+
+    fake = FakeTime()
+    upstream.script(
+        "POST",
+        "/api/chat.postMessage",
+        json_answer(200, {"ok": False, "error": "ratelimited"}, Retry_After="30"),
+    )
+    upstream.script("GET", "/api/users.list", json_answer(200, {"ok": True}))
+    config = IntegrationConfig(
+        name="slack",
+        base_url=f"{upstream.url}/api",
+        token="xoxb",
+        breaker=BreakerPolicy(enabled=False),
+        retry=RetryPolicy(max_attempts=1),
+    )
+    integration = Integration(
+        config, SlackProvider(), clock=fake.clock, sleep=fake.sleep
+    )
+    with pytest.raises(Exception, match="gave up"):
+        integration.request("POST", "/chat.postMessage", json={})
+    assert integration.limiter.snapshot()["chat.postMessage"]["paused_for"] >= 30
+    fake.sleeps.clear()
+    assert integration.request("GET", "/users.list", cache=False).json() == {"ok": True}
+    assert sum(fake.sleeps) < 1
+
+
+def test_github_secondary_limit_pauses_whole_integration(upstream: Upstream) -> None:
+    """A secondary limit is per token: calls to any resource wait it out."""
+    from revo_sdk_plugins.github import GitHubProvider
+
+    fake = FakeTime()
+    upstream.script(
+        "GET",
+        "/search/issues",
+        json_answer(403, {"message": "secondary rate limit"}, Retry_After="45"),
+    )
+    upstream.script("GET", "/user", json_answer(200, {}))
+    config = IntegrationConfig(
+        name="github",
+        base_url=upstream.url,
+        breaker=BreakerPolicy(enabled=False),
+        retry=RetryPolicy(max_attempts=1),
+    )
+    integration = Integration(
+        config, GitHubProvider(), clock=fake.clock, sleep=fake.sleep
+    )
+    with pytest.raises(Exception, match="gave up"):
+        integration.request("GET", "/search/issues")
+    integration.request("GET", "/user")
+    assert sum(fake.sleeps) >= 45

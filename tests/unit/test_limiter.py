@@ -443,3 +443,24 @@ def test_limiter_negative_max_wait_counts_as_no_wait() -> None:
     assert info.value.retry_at is not None
     assert info.value.retry_at >= before + 0.5
     assert clock.sleeps == []
+
+
+def test_limiter_pause_wait_extends_the_limit_only_while_paused() -> None:
+    """pause_wait lets a server pause be waited out; pacing keeps max_wait."""
+    clock = FakeClock()
+    lim = limiter(clock, rate=1.0, burst=1, max_wait=5.0)
+    lim.pause("default", 40)
+    assert lim.acquire(pause_wait=60) == pytest.approx(40)
+    with pytest.raises(RateLimitedError):
+        lim.acquire(max_wait=0.5, pause_wait=60)  # pacing wait, not paused: 1 s > 0.5
+
+
+def test_limiter_pause_longer_than_pause_wait_raises() -> None:
+    """A pause longer than pause_wait raises instead of sleeping past it."""
+    clock = FakeClock()
+    lim = limiter(clock, max_wait=5.0)
+    lim.pause("search", 90)
+    with pytest.raises(RateLimitedError) as info:
+        lim.acquire("search", pause_wait=60)
+    assert info.value.scope == "search"
+    assert clock.sleeps == []

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SHARED
 from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
@@ -18,7 +19,6 @@ from revo_sdk._signatures import body_fingerprint, hmac_hex
 from revo_sdk_plugins import jira
 from revo_sdk_plugins.jira import JiraProvider
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 FIXTURES = SHARED / "jira"
 
 SECRET = "jira-webhook-secret"

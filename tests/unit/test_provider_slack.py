@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SHARED
 from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
@@ -18,7 +18,6 @@ from revo_sdk._signatures import body_fingerprint, hmac_hex
 from revo_sdk_plugins import slack
 from revo_sdk_plugins.slack import SlackProvider, method_name, slack_error
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 FIXTURES = SHARED / "slack"
 
 # Slack's documented example of verifying a request.
