@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from ._config import BulkheadPolicy
-from ._exceptions import BulkheadFullError
+from ._exceptions import BulkheadFullError, ClientClosedError
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Bulkhead:
         accepted and unfinished at once.
 
         :raises BulkheadFullError: at once, when that many are.
-        :raises RuntimeError: after :meth:`shutdown`.
+        :raises ClientClosedError: after :meth:`shutdown` (a ``RuntimeError``).
         """
         with self._lock:
             closed = self._closed
@@ -89,7 +89,7 @@ class Bulkhead:
             elif not closed:
                 self._submitted += 1
         if closed:
-            raise RuntimeError(f"bulkhead of {self._name} is shut down")
+            raise ClientClosedError(f"bulkhead of {self._name} is shut down")
         if full:
             log.debug("bulkhead of %s rejected a submitted call", self._name)
             raise BulkheadFullError(
@@ -105,16 +105,19 @@ class Bulkhead:
                 self._submitted -= 1
             raise
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, *, cancel_queued: bool = True) -> None:
         """Stop accepting submissions and let the worker threads go.
 
-        :param wait: block until every accepted call has finished.
+        :param wait: block until the calls already running have finished.
+        :param cancel_queued: cancel submitted calls that have not started
+            (their futures raise :class:`~concurrent.futures.CancelledError`),
+            so shutting down never works through a long queue.
         """
         with self._lock:
             self._closed = True
             executor = self._executor
         if executor is not None:
-            executor.shutdown(wait=wait)
+            executor.shutdown(wait=wait, cancel_futures=cancel_queued)
 
     def snapshot(self) -> dict[str, int]:
         """``in_flight``, ``queued``, ``max_concurrent`` and ``rejected``."""
@@ -135,7 +138,7 @@ class Bulkhead:
         if executor is None:
             with self._lock:
                 if self._closed:  # shut down while this submit was on its way
-                    raise RuntimeError(f"bulkhead of {self._name} is shut down")
+                    raise ClientClosedError(f"bulkhead of {self._name} is shut down")
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(
                         max_workers=self.policy.max_concurrent,

@@ -187,6 +187,10 @@ class PermanentHandlerError(WebhookError):
     """Raised by a handler to send its event straight to the dead letters."""
 
 
+class ClientClosedError(RevoError, RuntimeError):
+    """The client (or one of its parts) was used after :meth:`Client.close`."""
+
+
 class StorageError(RevoError):
     """The durable store could not complete an operation."""
 

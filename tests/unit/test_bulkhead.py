@@ -9,7 +9,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from revo_sdk import BulkheadFullError, BulkheadPolicy
+from revo_sdk import BulkheadFullError, BulkheadPolicy, ClientClosedError
 from revo_sdk._bulkhead import Bulkhead
 
 
@@ -201,3 +201,27 @@ def test_bulkhead_submit_after_shutdown_is_refused() -> None:
     bh.shutdown()
     with pytest.raises(RuntimeError, match="shut down"):
         bh.submit(lambda: 1)
+
+
+def test_bulkhead_shutdown_cancels_queued_calls() -> None:
+    """Shutting down finishes the running call and cancels the queued ones."""
+    bh = Bulkhead(BulkheadPolicy(max_concurrent=1, max_queue=5), integration="t")
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def work(n: int) -> int:
+        started.set()
+        release.wait(5.0)
+        ran.append(n)
+        return n
+
+    first = bh.submit(work, 0)
+    queued = [bh.submit(work, n) for n in range(1, 5)]
+    assert started.wait(5.0)
+    threading.Timer(0.05, release.set).start()
+    bh.shutdown(wait=True)
+    assert first.result(timeout=1.0) == 0
+    assert all(f.cancelled() for f in queued)
+    assert ran == [0]
+    with pytest.raises(ClientClosedError):
+        bh.submit(work, 9)
