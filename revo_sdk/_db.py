@@ -105,17 +105,42 @@ class Database:
         default) makes every commit durable across a power loss.
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", readonly: bool = False
+    ) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self.path = Path(path)
         self.synchronous = synchronous.upper()
+        self.readonly = readonly
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        if readonly:
+            self._check_readable()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+
+    def _check_readable(self) -> None:
+        """Refuse a file that is missing or not a revo-sdk database, without
+        changing it (read-only mode never migrates or switches to WAL)."""
+        if not self.path.is_file():
+            raise StorageError(f"no database at {self.path}")
+        conn = self._open()
+        try:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = '_revo_migrations'"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"{self.path} is not a readable SQLite file: {exc}"
+            ) from exc
+        finally:
+            conn.close()
+        if found is None:
+            raise StorageError(f"{self.path} is not a revo-sdk database")
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
@@ -133,14 +158,18 @@ class Database:
         try:
             # Autocommit mode: transactions are begun explicitly below.
             conn = sqlite3.connect(
-                self.path,
+                f"{self.path.resolve().as_uri()}?mode=ro"
+                if self.readonly
+                else self.path,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,
                 check_same_thread=False,
+                uri=self.readonly,
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            if not self.readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
         return conn
