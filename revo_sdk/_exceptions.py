@@ -202,3 +202,22 @@ def _rebuild(
     obj.args = args
     obj.__dict__.update(state)
     return obj
+
+
+class PaginationError(RevoError):
+    """A paginated walk stopped before its last page.
+
+    ``cursor`` is where to resume: the query parameters (a dict) or the URL
+    (a str) of the page that could not be fetched; pass it back as
+    ``paginate(..., start=exc.cursor)``. ``pages`` counts the pages already
+    yielded. The cause (a :class:`CallError`, or ``None`` for a cursor the
+    server repeated) is chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, cursor: object = None, pages: int = 0) -> None:
+        super().__init__(message)
+        self.cursor = cursor
+        self.pages = pages
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
