@@ -90,10 +90,75 @@ def _m002_metrics(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m010_monitoring(conn: sqlite3.Connection) -> None:
+    # Rollups of metric_attempts/metric_events (per minute, then per hour),
+    # health probe results and alert history; see revo_sdk/_rollup.py.
+    _run_script(
+        conn,
+        """
+        CREATE TABLE metric_rollups (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            resolution INTEGER NOT NULL,
+            integration TEXT NOT NULL,
+            method TEXT NOT NULL,
+            route TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            retry INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            latency_n INTEGER NOT NULL,
+            latency_sum_ms REAL NOT NULL,
+            latency_hist TEXT NOT NULL,
+            waits INTEGER NOT NULL,
+            wait_ms REAL NOT NULL
+        );
+        CREATE INDEX metric_rollups_ts ON metric_rollups (resolution, ts);
+        CREATE TABLE metric_event_rollups (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            resolution INTEGER NOT NULL,
+            integration TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            value REAL NOT NULL,
+            last_value REAL NOT NULL,
+            last_ts REAL NOT NULL
+        );
+        CREATE INDEX metric_event_rollups_ts ON metric_event_rollups (resolution, ts);
+        CREATE TABLE health_checks (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            integration TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            status INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            error TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX health_checks_ts ON health_checks (integration, ts);
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            rule TEXT NOT NULL,
+            integration TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value REAL,
+            threshold REAL NOT NULL,
+            message TEXT NOT NULL,
+            fired_at REAL NOT NULL,
+            resolved_at REAL,
+            resolved_value REAL
+        );
+        CREATE INDEX alerts_open ON alerts (resolved_at, rule, integration);
+        """,
+    )
+
+
 #: Append-only: never edit or reorder an applied migration, add a new one.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_webhooks", _m001_webhooks),
     ("m002_metrics", _m002_metrics),
+    ("m010_monitoring", _m010_monitoring),
 ]
 
 
