@@ -31,7 +31,6 @@ from revo_sdk._config import IntegrationConfig
 from revo_sdk._provider import OK, parse_retry_after_seconds
 from revo_sdk._signatures import (
     as_bytes,
-    check_hmac,
     header_date,
     header_int,
     header_value,
@@ -40,8 +39,7 @@ from revo_sdk._signatures import (
     load_json_object,
     looks_like_json,
     media_type,
-    split_signature,
-    usable_secrets,
+    verify_github,
 )
 
 log = logging.getLogger(__name__)
@@ -74,6 +72,12 @@ class GitHubProvider(Provider):
         ``x-ratelimit-reset`` into a wait when the response has no ``Date``
         header (the server's clock is preferred, so local skew does not
         matter).
+    :param allow_sha1: also accept the SHA-1 ``X-Hub-Signature`` when a
+        delivery has no ``X-Hub-Signature-256`` (old GitHub Enterprise
+        servers). Off by default; to turn it on, register
+        ``GitHubProvider(allow_sha1=True)`` from a plugin of your own (a
+        later plugin overrides a provider of the same name), for example
+        ``Client(plugins=[...])``.
     """
 
     name = "github"
@@ -84,8 +88,11 @@ class GitHubProvider(Provider):
     default_limiter = LimiterPolicy(rate=5000 / 3600, burst=100)
     default_cache = CachePolicy(route_ttls=(("/repos/*/*", 3600.0),))
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, allow_sha1: bool = False
+    ) -> None:
         self._clock = clock
+        self.allow_sha1 = allow_sha1
 
     def default_headers(self, config: IntegrationConfig) -> dict[str, str]:
         """GitHub's JSON media type and the REST API version we speak."""
@@ -211,21 +218,12 @@ class GitHubProvider(Provider):
     ) -> VerifyResult:
         """Check ``X-Hub-Signature-256: sha256=<hex>`` over the raw body.
 
-        The SHA-1 ``X-Hub-Signature`` header is not accepted: GitHub sends
-        both, and accepting the weaker one would let a sender choose it.
+        The SHA-1 ``X-Hub-Signature`` header is read only by a provider made
+        with ``allow_sha1=True``, and only when the SHA-256 header is absent:
+        GitHub sends both, and accepting the weaker one by default would let
+        a forger choose it. See :func:`revo_sdk._signatures.verify_github`.
         """
-        if not usable_secrets(secrets):
-            return VerifyResult(False, "no_secret")
-        signature = header_value(headers, "X-Hub-Signature-256")
-        if signature is None:
-            return VerifyResult(False, "missing_header")
-        parts = split_signature(signature)
-        if parts is None or parts[0] != "sha256":
-            return VerifyResult(False, "bad_format")
-        raw = as_bytes(body)
-        if raw is None:
-            return VerifyResult(False, "bad_format")
-        return check_hmac(secrets, raw, parts[1], "sha256")
+        return verify_github(headers, body, secrets, allow_sha1=self.allow_sha1)
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, content_type: str

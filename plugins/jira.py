@@ -31,15 +31,13 @@ from revo_sdk._provider import OK, parse_retry_after_seconds
 from revo_sdk._signatures import (
     as_bytes,
     body_fingerprint,
-    check_hmac,
     header_date,
     header_int,
     header_value,
     is_token,
     load_json_object,
     parse_iso8601,
-    split_signature,
-    usable_secrets,
+    verify_jira,
 )
 
 log = logging.getLogger(__name__)
@@ -172,18 +170,9 @@ class JiraProvider(Provider):
         """Check ``X-Hub-Signature: <method>=<hex>`` over the raw body.
 
         The method (``sha256``, ``sha1`` or ``sha512``) chooses the digest.
+        See :func:`revo_sdk._signatures.verify_jira`.
         """
-        if not usable_secrets(secrets):
-            return VerifyResult(False, "no_secret")
-        signature = header_value(headers, "X-Hub-Signature")
-        if signature is None:
-            return VerifyResult(False, "missing_header")
-        parts = split_signature(signature)
-        raw = as_bytes(body)
-        if parts is None or parts[0] not in SIGNATURE_METHODS or raw is None:
-            return VerifyResult(False, "bad_format")
-        method, given = parts
-        return check_hmac(secrets, raw, given, method)
+        return verify_jira(headers, body, secrets, methods=SIGNATURE_METHODS)
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, content_type: str

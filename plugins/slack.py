@@ -9,7 +9,6 @@ v0=<hex>`` over ``v0:<timestamp>:<body>`` and must be recent.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,15 +28,13 @@ from revo_sdk._provider import OK, parse_retry_after_seconds
 from revo_sdk._signatures import (
     as_bytes,
     body_fingerprint,
-    check_hmac,
     header_value,
     is_token,
     load_form,
     load_json_object,
     looks_like_json,
     media_type,
-    split_signature,
-    usable_secrets,
+    verify_slack,
 )
 
 log = logging.getLogger(__name__)
@@ -58,7 +55,6 @@ AUTH_ERRORS = frozenset(
 #: Error codes Slack documents as its own transient failures.
 TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable"})
 
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _ERROR_CODE = re.compile(r"[a-z0-9_.\-]{1,64}")
 _METHOD = re.compile(r"[A-Za-z0-9_.]{1,100}")
 _OK_FALSE = re.compile(rb'"ok"\s*:\s*false')
@@ -152,33 +148,11 @@ class SlackProvider(Provider):
         The timestamp must be whole seconds within
         :data:`TIMESTAMP_TOLERANCE` of ``now``; older requests are
         ``stale_timestamp`` (a replay) and newer ones ``future_timestamp``.
+        See :func:`revo_sdk._signatures.verify_slack`.
         """
-        if not usable_secrets(secrets):
-            return VerifyResult(False, "no_secret")
-        signature = header_value(headers, "X-Slack-Signature")
-        timestamp = header_value(headers, "X-Slack-Request-Timestamp")
-        if signature is None or timestamp is None:
-            return VerifyResult(False, "missing_header")
-        parts = split_signature(signature)
-        raw = as_bytes(body)
-        if (
-            parts is None
-            or parts[0] != "v0"
-            or raw is None
-            or not _TIMESTAMP.fullmatch(timestamp)
-        ):
-            return VerifyResult(False, "bad_format")
-
-        sent = float(timestamp)
-        if not isinstance(now, (int, float)) or math.isnan(now):
-            return VerifyResult(False, "stale_timestamp")
-        if sent < now - TIMESTAMP_TOLERANCE:
-            return VerifyResult(False, "stale_timestamp")
-        if sent > now + TIMESTAMP_TOLERANCE:
-            return VerifyResult(False, "future_timestamp")
-
-        base = b"v0:" + timestamp.encode("ascii") + b":" + raw
-        return check_hmac(secrets, base, parts[1], "sha256")
+        return verify_slack(
+            headers, body, secrets, now=now, tolerance=TIMESTAMP_TOLERANCE
+        )
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, content_type: str

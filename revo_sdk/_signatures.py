@@ -12,10 +12,13 @@ hex, bytes that are not UTF-8): they return ``None``, ``False`` or a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import hashlib
 import hmac
 import json
+import math
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -41,6 +44,17 @@ _JSON_START = re.compile(rb"\s*[{\[]")
 
 #: Most form fields a webhook body may have; more is not a real delivery.
 MAX_FORM_FIELDS = 1000
+
+#: How far a signed timestamp may be from now, either way, in seconds: Slack's
+#: recommendation and the Standard Webhooks default alike.
+TIMESTAMP_TOLERANCE = 300.0
+
+#: Most signatures read from one Standard Webhooks header; a real sender
+#: lists one per active secret, so a long list is not worth the work.
+MAX_SIGNATURES = 16
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/\-_]+={0,2}")
 
 
 # -- headers ---------------------------------------------------------------
@@ -247,6 +261,225 @@ def _key(secret: str | bytes) -> bytes:
         # that was not valid UTF-8.
         return secret.encode("utf-8", "surrogateescape")
     return secret
+
+
+# -- schemes ----------------------------------------------------------------
+#
+# One function per signing scheme. Each takes the request headers (any
+# mapping, names in any case), the raw body exactly as received, and the
+# accepted secrets; each returns a VerifyResult and never raises.
+
+
+def verify_github(
+    headers: Mapping[Any, Any] | None,
+    body: object,
+    secrets: Iterable[str | bytes] | str | bytes,
+    *,
+    allow_sha1: bool = False,
+) -> VerifyResult:
+    """Check GitHub's ``X-Hub-Signature-256: sha256=<hex>`` over ``body``.
+
+    GitHub also sends the SHA-1 ``X-Hub-Signature``; it is read only when
+    ``allow_sha1`` is true *and* the SHA-256 header is absent (some older
+    GitHub Enterprise servers send only SHA-1). Accepting it by default would
+    let a forger pick the weaker digest.
+
+    :returns: ``ok`` or ``no_secret``, ``missing_header``, ``bad_format``,
+        ``mismatch``.
+    """
+    if not usable_secrets(secrets):
+        return VerifyResult(False, "no_secret")
+    signature = header_value(headers, "X-Hub-Signature-256")
+    digest = "sha256"
+    if signature is None and allow_sha1:
+        signature = header_value(headers, "X-Hub-Signature")
+        digest = "sha1"
+    if signature is None:
+        return VerifyResult(False, "missing_header")
+    parts = split_signature(signature)
+    raw = as_bytes(body)
+    if parts is None or parts[0] != digest or raw is None:
+        return VerifyResult(False, "bad_format")
+    return check_hmac(secrets, raw, parts[1], digest)
+
+
+def verify_slack(
+    headers: Mapping[Any, Any] | None,
+    body: object,
+    secrets: Iterable[str | bytes] | str | bytes,
+    *,
+    now: float,
+    tolerance: float = TIMESTAMP_TOLERANCE,
+) -> VerifyResult:
+    """Check Slack's ``X-Slack-Signature: v0=<hex>`` over ``v0:<ts>:<body>``.
+
+    ``X-Slack-Request-Timestamp`` must be whole seconds (anything else is
+    ``bad_format``) within ``tolerance`` of ``now``: older is
+    ``stale_timestamp`` (a replay), newer ``future_timestamp``.
+
+    :param now: the current epoch time (injectable for tests).
+    """
+    if not usable_secrets(secrets):
+        return VerifyResult(False, "no_secret")
+    signature = header_value(headers, "X-Slack-Signature")
+    timestamp = header_value(headers, "X-Slack-Request-Timestamp")
+    if signature is None or timestamp is None:
+        return VerifyResult(False, "missing_header")
+    parts = split_signature(signature)
+    raw = as_bytes(body)
+    if parts is None or parts[0] != "v0" or raw is None:
+        return VerifyResult(False, "bad_format")
+    window = _check_window(timestamp, now, tolerance)
+    if window is not None:
+        return window
+    base = b"v0:" + timestamp.encode("ascii") + b":" + raw
+    return check_hmac(secrets, base, parts[1], "sha256")
+
+
+def verify_jira(
+    headers: Mapping[Any, Any] | None,
+    body: object,
+    secrets: Iterable[str | bytes] | str | bytes,
+    *,
+    methods: Iterable[str] = ("sha256", "sha1", "sha512"),
+) -> VerifyResult:
+    """Check Jira's ``X-Hub-Signature: <method>=<hex>`` over ``body``.
+
+    The method written in the value chooses the digest (Jira signs with
+    ``sha256``), not the header name; methods outside ``methods`` are
+    ``bad_format``.
+    """
+    if not usable_secrets(secrets):
+        return VerifyResult(False, "no_secret")
+    signature = header_value(headers, "X-Hub-Signature")
+    if signature is None:
+        return VerifyResult(False, "missing_header")
+    parts = split_signature(signature)
+    raw = as_bytes(body)
+    allowed = {m.lower() for m in methods if isinstance(m, str)}
+    if parts is None or parts[0] not in allowed or raw is None:
+        return VerifyResult(False, "bad_format")
+    return check_hmac(secrets, raw, parts[1], parts[0])
+
+
+#: Header names of the Standard Webhooks scheme, then Svix's older aliases.
+STANDARD_HEADERS = (
+    ("webhook-id", "webhook-timestamp", "webhook-signature"),
+    ("svix-id", "svix-timestamp", "svix-signature"),
+)
+
+
+def standard_webhooks_key(secret: object) -> bytes | None:
+    """The HMAC key of a Standard Webhooks secret, or ``None`` if unusable.
+
+    A secret is base64 with an optional ``whsec_`` prefix; missing ``=``
+    padding is tolerated, and so is the URL-safe alphabet. Bytes are used
+    as the key as they are.
+    """
+    if isinstance(secret, (bytes, bytearray)):
+        return bytes(secret) or None
+    if not isinstance(secret, str):
+        return None
+    text = secret.strip()
+    text = text.removeprefix("whsec_")
+    if not text or not _BASE64.fullmatch(text):
+        return None
+    text = text.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key or None
+
+
+def verify_standard_webhooks(
+    headers: Mapping[Any, Any] | None,
+    body: object,
+    secrets: Iterable[str | bytes] | str | bytes,
+    *,
+    now: float,
+    tolerance: float = TIMESTAMP_TOLERANCE,
+) -> VerifyResult:
+    """Check a `Standard Webhooks <https://www.standardwebhooks.com>`_ signature.
+
+    Reads ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``
+    (or the ``svix-*`` aliases when the first is absent). The signature
+    header lists space-separated ``v1,<base64>`` entries (one per secret the
+    sender holds); any entry matching any secret is enough. Each entry is an
+    HMAC-SHA256 of ``<id>.<timestamp>.<body>`` keyed with the decoded secret
+    (see :func:`standard_webhooks_key`). Entries of other versions (such as
+    asymmetric ``v1a``) are ignored. Every secret is compared with every
+    entry, in constant time per comparison and without an early exit.
+
+    :param now: the current epoch time (injectable for tests).
+    :param tolerance: seconds the timestamp may differ from ``now``.
+    """
+    keys = _standard_keys(secrets)
+    if not keys:
+        return VerifyResult(False, "no_secret")
+    names = STANDARD_HEADERS[0]
+    if header_value(headers, names[2]) is None:
+        names = STANDARD_HEADERS[1]
+    msg_id, timestamp, signature = (header_value(headers, n) for n in names)
+    if msg_id is None or timestamp is None or signature is None:
+        return VerifyResult(False, "missing_header")
+    raw = as_bytes(body)
+    if raw is None or not is_token(msg_id, 256):
+        return VerifyResult(False, "bad_format")
+    window = _check_window(timestamp, now, tolerance)
+    if window is not None:
+        return window
+
+    given = _v1_signatures(signature)
+    if not given:
+        return VerifyResult(False, "bad_format")
+    signed = msg_id.encode("ascii") + b"." + timestamp.encode("ascii") + b"." + raw
+    matched = False
+    for key in keys:
+        expected = hmac.digest(key, signed, "sha256")
+        for candidate in given:
+            matched |= hmac.compare_digest(expected, candidate)
+    return VERIFIED if matched else VerifyResult(False, "mismatch")
+
+
+def _standard_keys(secrets: object) -> list[bytes]:
+    if isinstance(secrets, (str, bytes)):
+        secrets = (secrets,)
+    try:
+        candidates = list(secrets)  # type: ignore[call-overload]  # checked at runtime
+    except TypeError:
+        return []
+    keys = (standard_webhooks_key(secret) for secret in candidates)
+    return [key for key in keys if key is not None]
+
+
+def _v1_signatures(value: str) -> list[bytes]:
+    found: list[bytes] = []
+    for entry in value.split()[:MAX_SIGNATURES]:
+        version, sep, encoded = entry.partition(",")
+        if version != "v1" or not sep or not _BASE64.fullmatch(encoded):
+            continue
+        try:
+            decoded = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(decoded) == DIGEST_SIZES["sha256"]:
+            found.append(decoded)
+    return found
+
+
+def _check_window(timestamp: str, now: object, tolerance: float) -> VerifyResult | None:
+    """``None`` when ``timestamp`` is whole seconds within ``tolerance`` of now."""
+    if not _TIMESTAMP.fullmatch(timestamp):
+        return VerifyResult(False, "bad_format")
+    if not isinstance(now, (int, float)) or not math.isfinite(now):
+        return VerifyResult(False, "stale_timestamp")
+    sent = int(timestamp)
+    if sent < now - tolerance:
+        return VerifyResult(False, "stale_timestamp")
+    if sent > now + tolerance:
+        return VerifyResult(False, "future_timestamp")
+    return None
 
 
 # -- bodies ---------------------------------------------------------------
