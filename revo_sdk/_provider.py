@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from ._config import CachePolicy, IntegrationConfig, LimiterPolicy, Timeouts
+from ._pagination import first_list, link_next
 
 OutcomeKind = Literal[
     "ok",  # a usable answer
@@ -49,6 +50,10 @@ class Outcome:
     reason: str = ""
     retry_after: float | None = None
     scope: str = "default"
+    #: ``retry_after`` is the provider's guess, not the server's word: the
+    #: pipeline doubles it for each further rate limit in a row on the same
+    #: scope (GitHub's advice for secondary limits).
+    grows: bool = False
 
     @property
     def is_failure(self) -> bool:
@@ -174,6 +179,29 @@ class Provider:
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """Quota left according to the response headers, if they say."""
         return None
+
+    def next_page(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: Any,
+        params: Mapping[str, Any],
+    ) -> Mapping[str, Any] | str | None:
+        """Where the page after this one is, for :meth:`IntegrationHandle.paginate`.
+
+        :param body: the decoded JSON body (``None`` when there is none).
+        :param params: the query parameters this page was fetched with.
+        :return: the next page's query parameters, its URL, or ``None``
+            after the last page. The default follows an RFC 8288
+            ``Link: <url>; rel="next"`` header.
+        """
+        return link_next(headers)
+
+    def page_items(self, body: Any, path: str) -> list[Any]:
+        """The items of one decoded page: the body when it is a list, else
+        the first list among its values (``items``, ``members``, ``issues``
+        ...), else none."""
+        return first_list(body)
 
     def verify_webhook(
         self,
