@@ -8,7 +8,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +21,7 @@ from ._config import IntegrationConfig, RetryPolicy
 from ._db import Database
 from ._exceptions import ConfigurationError, UnknownIntegrationError
 from ._metrics import Metrics
+from ._pagination import Cursor, iter_pages, paginate
 from ._pipeline import Integration
 from ._plugins import collect_providers, make_plugin_manager, notify
 from ._provider import Provider
@@ -353,6 +354,58 @@ class IntegrationHandle:
 
     def delete(self, path: str, **kwargs: Any) -> Any:
         return self._integration.request("DELETE", path, **kwargs)
+
+    def paginate(
+        self,
+        path: str,
+        *,
+        items: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        start: Cursor | None = None,
+        max_pages: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        """Yield the items of every page of a collection, fetching lazily.
+
+        The provider finds the next page (GitHub's ``Link`` header, Slack's
+        ``next_cursor``, Jira's ``startAt``/``nextPageToken``) and the items
+        (the first list in the body, or the key named by ``items``). Each page
+        goes through the whole pipeline, so a rate limit mid-walk waits and
+        re-requests the same page.
+
+        :param start: a cursor from :attr:`PaginationError.cursor` to resume.
+        :param max_pages: stop after this many pages.
+        :raises PaginationError: when a page cannot be fetched or the server
+            repeats a cursor; ``cursor`` says where to resume.
+        """
+        return paginate(
+            self._integration,
+            path,
+            items=items,
+            params=params,
+            start=start,
+            max_pages=max_pages,
+            **kwargs,
+        )
+
+    def iter_pages(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        start: Cursor | None = None,
+        max_pages: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[requests.Response]:
+        """Like :meth:`paginate`, but yield each page's response."""
+        return iter_pages(
+            self._integration,
+            path,
+            params=params,
+            start=start,
+            max_pages=max_pages,
+            **kwargs,
+        )
 
     def submit(self, method: str, path: str, **kwargs: Any) -> Future[Any]:
         """Run the call on the integration's bounded thread pool.
