@@ -154,10 +154,47 @@ def _m010_monitoring(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m003_queue_semantics(conn: sqlite3.Connection) -> None:
+    # first_error: dead letters keep the first failure beside the last one.
+    # kind: "webhook" or "outbox" (outgoing calls share the queue machinery).
+    # ordering_key: at most one event per key in flight, oldest first.
+    _run_script(
+        conn,
+        """
+        ALTER TABLE webhook_events ADD COLUMN first_error TEXT;
+        ALTER TABLE webhook_events ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
+        ALTER TABLE webhook_events ADD COLUMN ordering_key TEXT;
+        CREATE INDEX webhook_events_ordering
+            ON webhook_events (ordering_key, status, id)
+            WHERE ordering_key IS NOT NULL
+        """,
+    )
+
+
+def _m004_dedup_keys(conn: sqlite3.Connection) -> None:
+    # Keys of purged done events, so a late redelivery is still a duplicate
+    # for the dedup window even after its row is gone.
+    _run_script(
+        conn,
+        """
+        CREATE TABLE webhook_dedup (
+            integration TEXT NOT NULL,
+            dedup_key TEXT NOT NULL,
+            event_id INTEGER NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (integration, dedup_key)
+        ) WITHOUT ROWID;
+        CREATE INDEX webhook_dedup_expiry ON webhook_dedup (expires_at)
+        """,
+    )
+
+
 #: Append-only: never edit or reorder an applied migration, add a new one.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_webhooks", _m001_webhooks),
     ("m002_metrics", _m002_metrics),
+    ("m003_queue_semantics", _m003_queue_semantics),
+    ("m004_dedup_keys", _m004_dedup_keys),
     ("m010_monitoring", _m010_monitoring),
 ]
 
