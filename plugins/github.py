@@ -28,6 +28,7 @@ from revo_sdk import (
     hookimpl,
 )
 from revo_sdk._config import IntegrationConfig
+from revo_sdk._pagination import link_next
 from revo_sdk._provider import OK, parse_retry_after_seconds
 from revo_sdk._signatures import (
     as_bytes,
@@ -156,15 +157,21 @@ class GitHubProvider(Provider):
             )
             outcome = Outcome("rate_limited", "primary_rate_limit", wait, resource)
         elif mentions_secondary:
+            # "Wait at least one minute", growing on repeats (grows=True).
             outcome = Outcome(
                 "rate_limited",
                 "secondary_rate_limit",
                 SECONDARY_LIMIT_WAIT,
                 "secondary",
+                grows=True,
             )
         elif status == 429:
             outcome = Outcome(
-                "rate_limited", "http_429", SECONDARY_LIMIT_WAIT, "secondary"
+                "rate_limited",
+                "http_429",
+                SECONDARY_LIMIT_WAIT,
+                "secondary",
+                grows=True,
             )
         else:
             return None
@@ -193,6 +200,22 @@ class GitHubProvider(Provider):
         if path.startswith("/graphql"):
             return "graphql"
         return DEFAULT_RESOURCE
+
+    def next_page(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: Any,
+        params: Mapping[str, Any],
+    ) -> str | None:
+        """The ``Link`` header's ``rel="next"`` URL; a 204 is an empty last page.
+
+        Only the paging relations count: a search answer that carries
+        ``rel="deprecation"`` (and a ``total_count``) is a single page.
+        """
+        if status == 204:
+            return None
+        return link_next(headers)
 
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """The ``x-ratelimit-*`` headers, scoped by ``x-ratelimit-resource``."""
