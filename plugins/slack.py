@@ -112,28 +112,44 @@ class SlackProvider(Provider):
         """
         scope = method_name(path) or "default"
         retry_after = parse_retry_after_seconds(header_value(headers, "Retry-After"))
-        if status == 429:
-            wait = DEFAULT_RATE_LIMIT_WAIT if retry_after is None else retry_after
-            return Outcome("rate_limited", "ratelimited", wait, scope)
-        if status >= 500:
-            return Outcome("retry", f"http_{status}", retry_after)
-
+        # The body is read whatever the status: Slack names its errors there.
         error = slack_error(body)
+        if status == 429 or error in RATE_LIMIT_ERRORS:
+            # Without Retry-After the wait is our guess, doubled on repeats.
+            guessed = retry_after is None
+            wait = DEFAULT_RATE_LIMIT_WAIT if guessed else retry_after
+            log.debug("slack rate limit on %s: wait %.1f s", scope, wait)
+            return Outcome("rate_limited", "ratelimited", wait, scope, grows=guessed)
+        if error in AUTH_ERRORS:
+            return Outcome("auth", error)
+        if status >= 500:
+            return Outcome("retry", error or f"http_{status}", retry_after)
         if error is None:
             if status < 400:
                 return OK
             if status == 401:
                 return Outcome("auth", "http_401")
             return Outcome("client_error", f"http_{status}")
-        if error in RATE_LIMIT_ERRORS:
-            wait = DEFAULT_RATE_LIMIT_WAIT if retry_after is None else retry_after
-            log.debug("slack rate limit on %s: wait %.1f s", scope, wait)
-            return Outcome("rate_limited", "ratelimited", wait, scope)
-        if error in AUTH_ERRORS:
-            return Outcome("auth", error)
         if error in TRANSIENT_ERRORS:
             return Outcome("retry", error, retry_after)
         return Outcome("client_error", error)
+
+    def next_page(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: Any,
+        params: Mapping[str, Any],
+    ) -> Mapping[str, Any] | None:
+        """``response_metadata.next_cursor`` as the next ``cursor`` parameter;
+        an absent or empty cursor ends the walk."""
+        if not isinstance(body, dict):
+            return None
+        meta = body.get("response_metadata")
+        cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+        if not isinstance(cursor, str) or not cursor:
+            return None
+        return {**params, "cursor": cursor}
 
     def verify_webhook(
         self,
