@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from revo_sdk import BreakerPolicy, CircuitOpenError
-from revo_sdk._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from revo_sdk._breaker import (
+    CLOSED,
+    DISABLED,
+    FORCED_OPEN,
+    HALF_OPEN,
+    OPEN,
+    CircuitBreaker,
+    StateChange,
+)
 
 LEGAL = {(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED), (HALF_OPEN, OPEN)}
 
@@ -88,7 +96,9 @@ def test_breaker_open_refuses_calls_with_retry_time() -> None:
         breaker.acquire()
     assert info.value.integration == "slack"
     assert info.value.retry_at == pytest.approx(510.0)
-    assert breaker.snapshot() == {"state": OPEN, "failures": 3, "retry_in": 6.0}
+    snap = breaker.snapshot()
+    assert (snap["state"], snap["failures"], snap["retry_in"]) == (OPEN, 3, 6.0)
+    assert snap["reason"] == "consecutive_failures"
 
 
 def test_breaker_goes_half_open_lazily_after_recovery() -> None:
@@ -177,7 +187,7 @@ def test_breaker_disabled_never_opens() -> None:
     breaker = make(FakeClock(), enabled=False)
     fail(breaker, 50)
     assert breaker.acquire() is False
-    assert breaker.state == CLOSED
+    assert breaker.state == DISABLED
 
 
 def test_breaker_callback_runs_without_the_lock() -> None:
