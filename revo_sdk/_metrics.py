@@ -44,6 +44,14 @@ import sqlite_utils
 
 from ._db import Database
 from ._records import AttemptRecord
+from ._rollup import (
+    Retention,
+    attempt_groups,
+    bucket_value,
+    compact,
+    event_groups,
+    weighted_percentile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +156,38 @@ def _rate(part: float, whole: float) -> float | None:
     return min(part / whole, 1.0) if whole > 0 else None
 
 
-def _call_figures(tally: _Tally, latencies_ms: Sequence[float]) -> dict[str, Any]:
+@dataclass(slots=True)
+class _Latencies:
+    """Network latencies of one integration or route: raw values (sorted)
+    plus rolled-up histogram buckets as ``(value, count)`` pairs."""
+
+    raw: Sequence[float] = ()
+    buckets: list[tuple[float, int]] = field(default_factory=list)
+    bucket_sum: float = 0.0
+
+    def percentile(self, pct: float) -> float | None:
+        if not self.buckets:
+            return percentile(self.raw, pct)
+        return weighted_percentile(
+            [*((v, 1) for v in self.raw), *self.buckets], pct
+        )
+
+    def mean(self) -> float | None:
+        n = len(self.raw) + sum(count for _, count in self.buckets)
+        return (math.fsum(self.raw) + self.bucket_sum) / n if n else None
+
+    def extend(self, other: _Latencies) -> None:
+        self.raw = sorted([*self.raw, *other.raw])
+        self.buckets.extend(other.buckets)
+        self.bucket_sum += other.bucket_sum
+
+
+def _call_figures(
+    tally: _Tally, latencies_ms: Sequence[float] | _Latencies
+) -> dict[str, Any]:
     """The attempt-based figures, shared by integrations and routes."""
+    if not isinstance(latencies_ms, _Latencies):
+        latencies_ms = _Latencies(latencies_ms)
     success_rate = _rate(tally.successes, tally.calls)
     return {
         "calls": tally.calls,
@@ -160,13 +198,16 @@ def _call_figures(tally: _Tally, latencies_ms: Sequence[float]) -> dict[str, Any
         "success_rate": success_rate,
         "error_rate": None if success_rate is None else 1.0 - success_rate,
         "retries": tally.retries,
-        "p50_ms": percentile(latencies_ms, 50),
-        "p95_ms": percentile(latencies_ms, 95),
-        "p99_ms": percentile(latencies_ms, 99),
+        "mean_ms": latencies_ms.mean(),
+        "p50_ms": latencies_ms.percentile(50),
+        "p95_ms": latencies_ms.percentile(95),
+        "p99_ms": latencies_ms.percentile(99),
     }
 
 
-def _figures(tally: _Tally, latencies_ms: Sequence[float]) -> dict[str, Any]:
+def _figures(
+    tally: _Tally, latencies_ms: Sequence[float] | _Latencies
+) -> dict[str, Any]:
     """Everything :func:`summarize` reports for one integration."""
     figures = _call_figures(tally, latencies_ms)
     events = tally.events
@@ -189,6 +230,9 @@ def _figures(tally: _Tally, latencies_ms: Sequence[float]) -> dict[str, Any]:
     figures["breaker_transitions"] = events.get("breaker_change", 0)
     figures["fallbacks"] = events.get("fallback", 0)
     figures["bulkhead_rejections"] = events.get("bulkhead_rejected", 0)
+    figures["retry_budget_refusals"] = events.get("retry_budget_refused", 0)
+    figures["cache_misses"] = misses
+    figures["cache_revalidations"] = events.get("cache_revalidated", 0)
     figures["events"] = dict(sorted(events.items()))
     return figures
 
@@ -205,6 +249,9 @@ class Metrics:
         logged as a warning.
     :param window: latencies per integration kept for :meth:`snapshot`.
     :param clock: wall-clock time for events, epoch seconds.
+    :param rollup_interval: seconds between two rollups of old rows (see
+        :mod:`revo_sdk._rollup`), run by the flusher thread.
+    :param retention: how long raw rows and each rollup are kept.
 
     Thread safety: every method may be called from any thread at any time.
     ``record_*`` take no lock: they append to a deque (atomic in CPython),
@@ -222,6 +269,8 @@ class Metrics:
         max_buffer: int = 100_000,
         window: int = 1024,
         clock: Callable[[], float] = time.time,
+        rollup_interval: float = 300.0,
+        retention: Retention | None = None,
     ) -> None:
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be > 0, got {flush_interval!r}")
@@ -233,6 +282,9 @@ class Metrics:
         self._max_buffer = max_buffer
         self._window = window
         self._clock = clock
+        self._rollup_interval = rollup_interval
+        self._retention = retention or Retention()
+        self._next_rollup = time.monotonic() + rollup_interval
 
         self._pending: deque[AttemptRecord | _EventItem] = deque()
         # Zero sends the first record down the slow path, which starts the
@@ -307,8 +359,24 @@ class Metrics:
                 return
             try:
                 self.flush()
+                if time.monotonic() >= self._next_rollup:
+                    self._next_rollup = time.monotonic() + self._rollup_interval
+                    self.compact()
             except Exception:  # keep flushing whatever a bug here does
                 log.exception("metrics flush crashed")
+
+    def compact(self) -> dict[str, int]:
+        """Roll up and prune old rows now (the flusher does it every
+        ``rollup_interval`` seconds); returns what :func:`compact` did."""
+        if self._database is None:
+            return {}
+        try:
+            return compact(
+                self._database(), now=self._clock(), retention=self._retention
+            )
+        except Exception as exc:  # storage trouble must not stop the flusher
+            log.warning("metrics rollup failed (%s: %s)", type(exc).__name__, exc)
+            return {}
 
     # -- draining and writing ------------------------------------------------
 
@@ -573,6 +641,24 @@ def summarize(
         _add_grouped(tally, row)
 
     latencies: dict[str, dict[str, list[float]]] = {}
+    rolled: dict[str, dict[str, _Latencies]] = {}
+    for row in attempt_groups(db, since=since, integration=integration):
+        tally = routes.setdefault(row["integration"], {}).setdefault(
+            row["route"], _Tally()
+        )
+        _add_grouped(tally, row)
+        if row["latency_n"]:
+            lat = rolled.setdefault(row["integration"], {}).setdefault(
+                row["route"], _Latencies()
+            )
+            mean = row["latency_sum_ms"] / row["latency_n"]
+            lat.buckets.extend(
+                (bucket_value(i, mean), count)
+                for i, count in enumerate(row["hist"])
+                if count
+            )
+            lat.bucket_sum += row["latency_sum_ms"]
+
     offline = ", ".join("?" * len(OFFLINE_OUTCOMES))
     for row in reader.query(
         f"""
@@ -595,18 +681,21 @@ def summarize(
     ):
         tally = event_tallies.setdefault(row["integration"], _Tally())
         tally.add_event(row["kind"], row["total"], row["n"])
+    for row in event_groups(db, since=since, integration=integration):
+        tally = event_tallies.setdefault(row["integration"], _Tally())
+        tally.add_event(row["kind"], row["total"], row["n"])
 
     summaries = []
     for name in sorted(routes.keys() | event_tallies.keys()):
         total = event_tallies.get(name, _Tally())
         route_rows = []
+        merged = _Latencies()
         for route, tally in routes.get(name, {}).items():
             total.merge(tally)
-            route_latencies = latencies.get(name, {}).get(route, [])
+            route_latencies = rolled.get(name, {}).get(route, _Latencies())
+            route_latencies.raw = latencies.get(name, {}).get(route, [])
+            merged.extend(route_latencies)
             route_rows.append({"route": route, **_call_figures(tally, route_latencies)})
-        merged = sorted(
-            value for values in latencies.get(name, {}).values() for value in values
-        )
         route_rows.sort(key=lambda r: (-r["attempts"], r["route"]))
         summaries.append(
             {"integration": name, **_figures(total, merged), "routes": route_rows}
@@ -648,7 +737,13 @@ def last_breaker_states(
         SELECT integration, ts, detail FROM (
             SELECT integration, ts, detail, ROW_NUMBER() OVER (
                 PARTITION BY integration ORDER BY ts DESC, id DESC) AS n
-            FROM metric_events WHERE kind = 'breaker_change' AND {where}
+            FROM (
+                SELECT integration, ts, detail, id FROM metric_events
+                WHERE kind = 'breaker_change'
+                UNION ALL
+                SELECT integration, last_ts, detail, -id FROM metric_event_rollups
+                WHERE kind = 'breaker_change'
+            ) WHERE {where}
         ) WHERE n = 1 ORDER BY integration
         """,  # noqa: S608 - placeholders only
         params,
