@@ -51,3 +51,24 @@ class WebhookRecord:
     reason: str
     timestamp: float
     event_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """An alert rule started or stopped firing for one integration.
+
+    ``state`` is ``firing`` or ``resolved``; ``value`` is the aggregated
+    metric value that crossed (or went back over) ``threshold``, ``None``
+    when there was no data. ``alert_id`` is the row of the alert history.
+    """
+
+    rule: str
+    integration: str
+    severity: str
+    state: str
+    metric: str
+    value: float | None
+    threshold: float
+    message: str
+    timestamp: float
+    alert_id: int | None = None

@@ -27,7 +27,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ._provider import Provider
-    from ._records import AttemptRecord, BreakerChange, WebhookRecord
+    from ._records import AlertRecord, AttemptRecord, BreakerChange, WebhookRecord
 
 hookspec = pluggy.HookspecMarker("revo_sdk")
 hookimpl = pluggy.HookimplMarker("revo_sdk")
@@ -56,3 +56,8 @@ def on_breaker_change(change: BreakerChange) -> None:
 @hookspec
 def on_webhook_event(record: WebhookRecord) -> None:
     """Observe a webhook being received, rejected, processed, retried or dead."""
+
+
+@hookspec
+def on_alert(alert: AlertRecord) -> None:
+    """Observe an alert firing or resolving (each edge is notified once)."""
