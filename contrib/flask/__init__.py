@@ -16,9 +16,26 @@
 
 The middleware wraps ``app.wsgi_app``, so webhook requests are answered
 before Flask routes, sessions or ``before_request`` hooks run, and the raw
-body is read exactly once. Configuration keys (all optional):
-``REVO_WEBHOOK_PREFIX`` (default: the ``prefix`` argument) and
-``REVO_WEBHOOK_MAX_BODY`` in bytes (default 25 MiB).
+body is read exactly once. Configuration keys (all optional, each
+defaulting to the constructor argument of the same name):
+``REVO_WEBHOOK_PREFIX``, ``REVO_WEBHOOK_MAX_BODY`` in bytes (25 MiB),
+``REVO_WEBHOOK_PASS_THROUGH``, ``REVO_WEBHOOK_INGEST_RATE`` (deliveries a
+second per integration; unset means no limit) and
+``REVO_WEBHOOK_INGEST_BURST``.
+
+A view of your own at the webhook path (a Slack slash command that answers
+with text, say) works with ``pass_through=True``: the delivery is verified
+and stored first, then the view runs with the body intact, so
+``request.form`` and ``request.get_data()`` work, and its 2xx answer is
+sent::
+
+    webhooks = RevoWebhooks(app, client=client, pass_through=True)
+
+    @app.post("/webhooks/slack")
+    def slash_command():
+        return f"Running {request.form['command']}..."
+
+``request.environ["revo_sdk.webhook"].event_id`` is the stored event.
 
 Flask is an optional extra: ``pip install "revo-sdk[flask]"``.
 """
@@ -52,16 +69,32 @@ class RevoWebhooks:
         ``webhooks`` attribute) whose manager receives the deliveries.
     :param prefix: the path under which webhooks are received, unless the
         app's ``REVO_WEBHOOK_PREFIX`` says otherwise.
+    :param pass_through: let a view at the webhook path run after the
+        delivery is stored (see
+        :class:`~revo_sdk.contrib.wsgi.WebhookMiddleware`).
+    :param ingest_rate: deliveries a second per integration before 429;
+        ``None`` for no limit.
+    :param ingest_burst: the rate limit's burst.
 
     Thread safety: :meth:`init_app` is meant for start-up; the installed
     middleware serves any number of threads.
     """
 
     def __init__(
-        self, app: Flask | None = None, client: Any = None, prefix: str = "/webhooks"
+        self,
+        app: Flask | None = None,
+        client: Any = None,
+        prefix: str = "/webhooks",
+        *,
+        pass_through: bool = False,
+        ingest_rate: float | None = None,
+        ingest_burst: int = 100,
     ) -> None:
         self.client = client
         self.prefix = prefix
+        self.pass_through = pass_through
+        self.ingest_rate = ingest_rate
+        self.ingest_burst = ingest_burst
         if app is not None:
             self.init_app(app)
 
@@ -97,7 +130,18 @@ class RevoWebhooks:
 
         prefix = app.config.get("REVO_WEBHOOK_PREFIX", self.prefix)
         max_body = int(app.config.get("REVO_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
+        rate = app.config.get("REVO_WEBHOOK_INGEST_RATE", self.ingest_rate)
         app.wsgi_app = WebhookMiddleware(  # type: ignore[method-assign]  # Flask's documented way to add WSGI middleware
-            app.wsgi_app, self.client, prefix=prefix, max_body=max_body
+            app.wsgi_app,
+            self.client,
+            prefix=prefix,
+            max_body=max_body,
+            pass_through=bool(
+                app.config.get("REVO_WEBHOOK_PASS_THROUGH", self.pass_through)
+            ),
+            ingest_rate=None if rate is None else float(rate),
+            ingest_burst=int(
+                app.config.get("REVO_WEBHOOK_INGEST_BURST", self.ingest_burst)
+            ),
         )
         app.extensions[EXTENSION_KEY] = self
