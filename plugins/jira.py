@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from revo_sdk import (
     CachePolicy,
@@ -27,6 +28,7 @@ from revo_sdk import (
     hookimpl,
 )
 from revo_sdk._config import IntegrationConfig
+from revo_sdk._pagination import first_list
 from revo_sdk._provider import OK, parse_retry_after_seconds
 from revo_sdk._signatures import (
     as_bytes,
@@ -113,14 +115,17 @@ class JiraProvider(Provider):
         """Read one Jira response.
 
         429 is a rate limit; a 503 is one too when it carries
-        ``RateLimit-Reason``, and otherwise a retryable overload. The wait is
+        ``RateLimit-Reason`` or ``Retry-After`` (Atlassian asks clients to
+        treat both alike), and otherwise a retryable overload. The wait is
         ``Retry-After``, else the time until ``X-RateLimit-Reset``; the scope
         is ``RateLimit-Reason`` (``jira-burst-based``, ...) or ``default``.
+        Every one of these headers may be absent.
         """
         if status < 400:
             return OK
         reason = _limit_reason(headers)
-        if status == 429 or (status == 503 and reason is not None):
+        hinted = reason is not None or header_value(headers, "Retry-After") is not None
+        if status == 429 or (status == 503 and hinted):
             scope = reason or "default"
             wait = self._wait(headers)
             log.debug("jira rate limit on %s: wait %s s", scope, wait)
@@ -144,6 +149,35 @@ class JiraProvider(Provider):
         if now is None:
             now = self._clock()
         return max(reset - now, 1.0)
+
+    def next_page(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: Any,
+        params: Mapping[str, Any],
+    ) -> Mapping[str, Any] | None:
+        """The next page of a Jira collection.
+
+        ``nextPageToken`` (the enhanced JQL search) wins; otherwise the next
+        ``startAt`` is this page's ``startAt`` plus the ``maxResults`` the
+        server *returned* (it may cap what was asked). ``isLast``, reaching
+        ``total`` or an empty page ends the walk.
+        """
+        if not isinstance(body, dict) or body.get("isLast") is True:
+            return None
+        token = body.get("nextPageToken")
+        if isinstance(token, str) and token:
+            following = {k: v for k, v in params.items() if k != "startAt"}
+            following["nextPageToken"] = token
+            return following
+        start, size = _count(body.get("startAt")), _count(body.get("maxResults"))
+        if start is None or not size or not first_list(body):
+            return None
+        total = _count(body.get("total"))
+        if total is not None and start + size >= total:
+            return None
+        return {**params, "startAt": start + size}
 
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (ISO-8601)."""
@@ -198,6 +232,13 @@ class JiraProvider(Provider):
         elif not is_token(delivery):
             raise WebhookRejected(400, "malformed_header")
         return WebhookEvent(event, delivery, delivery, payload)
+
+
+def _count(value: object) -> int | None:
+    # JSON numbers only: a bool is an int to Python but not a count here.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _limit_reason(headers: Mapping[str, str]) -> str | None:

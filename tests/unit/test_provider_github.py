@@ -492,3 +492,41 @@ def test_github_signature_never_verifies_other_body(body: bytes, other: bytes) -
     assert provider.verify_webhook(headers, body, (SECRET,), now=NOW).ok
     if other != body:
         assert not provider.verify_webhook(headers, other, (SECRET,), now=NOW).ok
+
+
+# -- rate-limit growth and pagination ----------------------------------------
+
+
+def test_github_classify_guessed_secondary_wait_grows(provider: GitHubProvider) -> None:
+    """A secondary limit without Retry-After is a guess the pipeline may grow."""
+    body = b'{"message": "You have exceeded a secondary rate limit."}'
+    guessed = provider.classify(403, _gh_headers(x_ratelimit_remaining="6"), body)
+    told = provider.classify(403, _gh_headers(retry_after="30"), body)
+    assert (guessed.retry_after, guessed.grows) == (60.0, True)
+    assert (told.retry_after, told.grows) == (30.0, False)
+
+
+def test_github_next_page_ignores_deprecation_link(provider: GitHubProvider) -> None:
+    """Only next/prev/first/last drive paging: a deprecation Link is not a page."""
+    headers = _gh_headers(Link='<https://example.invalid/changelog>; rel="deprecation"')
+    body = {"total_count": 1, "incomplete_results": False, "items": [{"id": 1}]}
+    assert provider.next_page(200, headers, body, {"q": "x"}) is None
+    assert provider.page_items(body, "/search/code") == [{"id": 1}]
+
+
+def test_github_next_page_follows_next_link(provider: GitHubProvider) -> None:
+    """rel="next" is followed even when listed after other relations."""
+    link = (
+        '<https://api.github.com/repositories/1/issues?page=1>; rel="prev", '
+        '<https://api.github.com/repositories/1/issues?page=3>; rel="next", '
+        '<https://api.github.com/repositories/1/issues?page=9>; rel="last"'
+    )
+    following = provider.next_page(200, _gh_headers(Link=link), [], {})
+    assert following == "https://api.github.com/repositories/1/issues?page=3"
+
+
+def test_github_next_page_204_is_empty_last_page(provider: GitHubProvider) -> None:
+    """A 204 ends the walk with no items, whatever its headers say."""
+    link = '<https://api.github.com/x?page=2>; rel="next"'
+    assert provider.next_page(204, _gh_headers(Link=link), None, {}) is None
+    assert provider.page_items(None, "/x") == []

@@ -170,10 +170,22 @@ def test_jira_classify_odd_ratelimit_reason_scope_default(
     assert provider.classify(429, headers, b"").scope == "default"
 
 
-def test_jira_classify_503_with_retry_after_retries(provider: JiraProvider) -> None:
-    """An overload 503 with Retry-After is retried after that wait."""
+def test_jira_classify_503_with_retry_after_is_rate_limited(
+    provider: JiraProvider,
+) -> None:
+    """A 503 with Retry-After is handled like a 429: the integration waits."""
     outcome = provider.classify(503, _headers(Retry_After="4"), b"")
-    assert (outcome.kind, outcome.retry_after) == ("retry", 4.0)
+    assert (outcome.kind, outcome.retry_after, outcome.scope) == (
+        "rate_limited",
+        4.0,
+        "default",
+    )
+
+
+def test_jira_classify_bare_503_retries(provider: JiraProvider) -> None:
+    """A 503 without any rate-limit header is an ordinary retryable overload."""
+    outcome = provider.classify(503, _headers(), b"")
+    assert (outcome.kind, outcome.retry_after) == ("retry", None)
 
 
 def test_jira_classify_503_with_reason_is_rate_limited(provider: JiraProvider) -> None:
@@ -365,3 +377,52 @@ def test_jira_signature_never_verifies_other_body(
     assert provider.verify_webhook(headers, body, (SECRET,), now=NOW).ok
     if other != body:
         assert not provider.verify_webhook(headers, other, (SECRET,), now=NOW).ok
+
+
+# -- rate-limit scopes and pagination ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reason", ["jira-burst-based", "jira-quota-tenant-based", "jira-per-issue-on-write"]
+)
+def test_jira_classify_429_scope_is_ratelimit_reason(
+    provider: JiraProvider, reason: str
+) -> None:
+    """RateLimit-Reason names the limited scope; its absence means default."""
+    limited = provider.classify(429, _headers(RateLimit_Reason=reason), b"")
+    bare = provider.classify(429, _headers(), b"")
+    assert (limited.kind, limited.scope) == ("rate_limited", reason)
+    assert (bare.kind, bare.scope) == ("rate_limited", "default")
+    assert bare.retry_after is None
+
+
+def test_jira_next_page_uses_returned_max_results(provider: JiraProvider) -> None:
+    """The next startAt advances by the maxResults the server returned."""
+    body = {"startAt": 0, "maxResults": 50, "total": 120, "issues": [{}] * 50}
+    following = provider.next_page(200, {}, body, {"jql": "x", "maxResults": 1000})
+    assert following == {"jql": "x", "maxResults": 1000, "startAt": 50}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"startAt": 100, "maxResults": 50, "total": 120, "issues": [{}] * 20},
+        {"startAt": 0, "maxResults": 50, "isLast": True, "values": [{}]},
+        {"startAt": 0, "maxResults": 50, "values": []},
+        {"startAt": 0, "maxResults": 0, "total": 5, "values": [{}]},
+        [1, 2],
+        None,
+    ],
+)
+def test_jira_next_page_ends(provider: JiraProvider, body: Any) -> None:
+    """Reaching total, isLast, an empty page or an odd body ends the walk."""
+    assert provider.next_page(200, {}, body, {}) is None
+
+
+def test_jira_next_page_token_replaces_offset(provider: JiraProvider) -> None:
+    """nextPageToken (enhanced JQL search) wins over startAt until isLast."""
+    body = {"issues": [{}], "nextPageToken": "tok2", "isLast": False}
+    following = provider.next_page(200, {}, body, {"jql": "x", "startAt": 0})
+    assert following == {"jql": "x", "nextPageToken": "tok2"}
+    last = {"issues": [{}], "nextPageToken": "tok3", "isLast": True}
+    assert provider.next_page(200, {}, last, {}) is None

@@ -513,3 +513,43 @@ def test_slack_signature_never_verifies_other_body(body: bytes, other: bytes) ->
     assert provider.verify_webhook(headers, body, (DOC_SECRET,), now=NOW).ok
     if other != body:
         assert not provider.verify_webhook(headers, other, (DOC_SECRET,), now=NOW).ok
+
+
+# -- body on every status, pagination ----------------------------------------
+
+
+def test_slack_classify_auth_error_on_server_error_not_retried(
+    provider: SlackProvider,
+) -> None:
+    """The body is read on every status: a 500 naming invalid_auth is auth."""
+    body = b'{"ok": false, "error": "invalid_auth"}'
+    assert provider.classify(500, {}, body).kind == "auth"
+
+
+def test_slack_classify_429_without_header_guesses_growing_wait(
+    provider: SlackProvider,
+) -> None:
+    """A 429 with no Retry-After waits a minute, marked as a guess that grows."""
+    outcome = provider.classify(429, {}, b"", path="/users.list")
+    assert (outcome.kind, outcome.retry_after, outcome.scope, outcome.grows) == (
+        "rate_limited",
+        60.0,
+        "users.list",
+        True,
+    )
+
+
+def test_slack_next_page_reads_next_cursor(provider: SlackProvider) -> None:
+    """next_cursor becomes the next cursor parameter; other params are kept."""
+    body = {"ok": True, "members": [], "response_metadata": {"next_cursor": "dXNl"}}
+    following = provider.next_page(200, {}, body, {"limit": 2})
+    assert following == {"limit": 2, "cursor": "dXNl"}
+
+
+@pytest.mark.parametrize(
+    "meta", [{"next_cursor": ""}, {}, None, {"next_cursor": None}, "x"]
+)
+def test_slack_next_page_empty_cursor_ends(provider: SlackProvider, meta: Any) -> None:
+    """An empty or absent next_cursor is the last page."""
+    body = {"ok": True, "members": [], "response_metadata": meta}
+    assert provider.next_page(200, {}, body, {"cursor": "a"}) is None
