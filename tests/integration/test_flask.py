@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -206,3 +208,116 @@ def test_second_extension_on_same_app_refused(stand_in: StandIn) -> None:
     RevoWebhooks(app, client=stand_in)
     with pytest.raises(ConfigurationError, match="already"):
         RevoWebhooks(app, client=stand_in)
+
+
+# -- a view of the application's own at the webhook path ----------------------
+
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def slack_signed(body: bytes, timestamp: int) -> dict[str, str]:
+    """Headers signed the way Slack documents: v0 HMAC over v0:<ts>:<body>."""
+    base = b"v0:" + str(timestamp).encode() + b":" + body
+    digest = hmac.new(SLACK_SECRET.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+@pytest.fixture
+def slack_client(tmp_path: Path) -> Iterator[Any]:
+    from revo_sdk import Client
+
+    client = Client(
+        [IntegrationConfig(name="slack", webhook_secrets=(SLACK_SECRET,))],
+        db_path=tmp_path / "slack.db",
+        metrics=False,
+    )
+    yield client
+    client.close()
+
+
+def test_slash_command_view_sees_form_after_verification(
+    slack_client: Any, tmp_path: Path
+) -> None:
+    """A view reading request.form for a signed slash command runs once stored."""
+    app = flask.Flask("revo_slash_app")
+    RevoWebhooks(app, client=slack_client, pass_through=True)
+    seen: dict[str, Any] = {}
+
+    @app.post("/webhooks/slack")
+    def slash() -> str:
+        seen["raw"] = flask.request.get_data()  # cached, so form parses it too
+        seen["command"] = flask.request.form["command"]
+        seen["event_id"] = flask.request.environ["revo_sdk.webhook"].event_id
+        return f"Running {flask.request.form['command']} {flask.request.form['text']}"
+
+    body = urlencode(
+        {"command": "/deploy", "text": "prod", "user_id": "U1", "team_id": "T1"}
+    ).encode()
+    headers = slack_signed(body, int(time.time()))
+
+    response = app.test_client().post("/webhooks/slack", data=body, headers=headers)
+
+    assert response.status_code == 200
+    assert response.get_data() == b"Running /deploy prod"
+    assert seen["command"] == "/deploy"
+    assert seen["raw"] == body
+    [row] = queue.list_events(slack_client.database)
+    assert (row["event"], row["id"]) == ("slash_command", seen["event_id"])
+
+
+def test_slash_command_with_bad_signature_never_reaches_view(
+    slack_client: Any,
+) -> None:
+    """A forged slash command is 401 and the view does not run."""
+    app = flask.Flask("revo_slash_forged")
+    RevoWebhooks(app, client=slack_client, pass_through=True)
+    calls: list[str] = []
+
+    @app.post("/webhooks/slack")
+    def slash() -> str:
+        calls.append(flask.request.form["command"])
+        return "ran"
+
+    body = b"command=%2Fdeploy&text=prod"
+    headers = slack_signed(body, int(time.time()))
+    headers["X-Slack-Signature"] = "v0=" + "0" * 64
+
+    response = app.test_client().post("/webhooks/slack", data=body, headers=headers)
+
+    assert response.status_code == 401
+    assert calls == []
+    assert queue.list_events(slack_client.database) == []
+
+
+def test_failing_view_still_answers_stored_delivery(slack_client: Any) -> None:
+    """A view that errors after the delivery is stored gets the sender a 202."""
+    app = flask.Flask("revo_slash_failing")
+    RevoWebhooks(app, client=slack_client, pass_through=True)
+
+    @app.post("/webhooks/slack")
+    def slash() -> Any:
+        return "nope", 500
+
+    body = b"command=%2Fdeploy&text=prod"
+    response = app.test_client().post(
+        "/webhooks/slack", data=body, headers=slack_signed(body, int(time.time()))
+    )
+
+    assert response.status_code == 202
+    assert len(queue.list_events(slack_client.database)) == 1
+
+
+def test_ingest_rate_from_config(stand_in: StandIn) -> None:
+    """REVO_WEBHOOK_INGEST_RATE turns the limit on: 429 once the burst is spent."""
+    app = make_app(REVO_WEBHOOK_INGEST_RATE=0.001, REVO_WEBHOOK_INGEST_BURST=2)
+    RevoWebhooks(app, client=stand_in)
+    client = app.test_client()
+
+    statuses = [signed_post(client, "/webhooks/test", f"r{n}") for n in range(3)]
+
+    assert [r.status_code for r in statuses] == [202, 202, 429]
+    assert int(statuses[2].headers["Retry-After"]) >= 1
