@@ -507,3 +507,287 @@ def test_github_fixtures_accepted_through_middleware(
     assert events == {path.parent.name for path in files}
     assert len(queue.list_events(db, limit=1000)) == len(files)
     db.close()
+
+
+# -- GitHub: one delivery id, several hooks -----------------------------------
+
+
+def github_headers(
+    body: bytes, secret: str, delivery: str, hook_id: str
+) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery,
+        "X-GitHub-Hook-ID": hook_id,
+        "X-Hub-Signature-256": f"sha256={digest}",
+    }
+
+
+@pytest.fixture
+def github_client(tmp_path: Path) -> Iterator[Any]:
+    from revo_sdk import Client
+
+    client = Client(
+        [IntegrationConfig(name="github", webhook_secrets=("hook-101", "hook-202"))],
+        db_path=tmp_path / "github.db",
+        metrics=False,
+        webhook_options={"max_attempts": 1},
+    )
+    yield client
+    client.close()
+
+
+def test_github_same_delivery_two_hooks_both_stored_then_dedup_and_dead_replay(
+    github_client: Any,
+) -> None:
+    """Hooks 101 and 202 sharing X-GitHub-Delivery are two events; repeats
+    are stored once while pending and accepted again once dead."""
+    from revo_sdk import PermanentHandlerError
+
+    middleware = WebhookMiddleware(downstream, github_client)
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    first = github_headers(body, "hook-101", "d-1", "101")
+    second = github_headers(body, "hook-202", "d-1", "202")
+
+    def send(headers: dict[str, str]) -> tuple[str, bytes]:
+        env = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+        env["CONTENT_TYPE"] = env.pop("HTTP_CONTENT_TYPE")
+        status, _, answer = call(middleware, "/webhooks/github", body, **env)
+        return status, answer
+
+    assert send(first)[0].startswith("202")
+    assert send(second)[0].startswith("202")
+    assert len(queue.list_events(github_client.database)) == 2
+
+    status, answer = send(first)  # a redelivery while pending
+    assert status.startswith("202")
+    assert json.loads(answer)["duplicate"] is True
+    assert len(queue.list_events(github_client.database)) == 2
+
+    @github_client.webhooks.on("github", "push")
+    def refuse(delivery: Any) -> None:
+        if delivery.headers["X-GitHub-Hook-ID"] == "101":
+            raise PermanentHandlerError("not now")
+
+    assert github_client.webhooks.drain(timeout=10) == 2
+    rows = {
+        r["delivery_id"] + "/" + str(r["id"]): r["status"]
+        for r in queue.list_events(github_client.database)
+    }
+    assert sorted(rows.values()) == ["dead", "done"]
+
+    status, answer = send(first)  # a redelivery after the dead letter
+    assert status.startswith("202")
+    assert json.loads(answer) == {"ok": True}
+    statuses = sorted(r["status"] for r in queue.list_events(github_client.database))
+    assert statuses == ["done", "pending"]
+
+    status, answer = send(second)  # the done one stays done
+    assert json.loads(answer)["duplicate"] is True
+
+
+# -- secrets ------------------------------------------------------------------
+
+
+def test_integration_without_secret_refuses_unless_unsigned_allowed(
+    tmp_path: Path,
+) -> None:
+    """No secret means 401 no_secret, unless allow_unsigned_webhooks is set."""
+    from revo_sdk import Client
+
+    body = json.dumps({"ref": "x"}).encode()
+    env = {
+        "CONTENT_TYPE": "application/json",
+        "HTTP_X_GITHUB_EVENT": "push",
+        "HTTP_X_GITHUB_DELIVERY": "u-1",
+    }
+    for allow, expected in [(False, "401"), (True, "202")]:
+        with Client(
+            [IntegrationConfig(name="github", allow_unsigned_webhooks=allow)],
+            db_path=tmp_path / f"unsigned-{allow}.db",
+            metrics=False,
+        ) as client:
+            middleware = WebhookMiddleware(downstream, client)
+            status, _, answer = call(middleware, "/webhooks/github", body, **env)
+            assert status.startswith(expected), allow
+            if not allow:
+                assert json.loads(answer) == {"error": "no_secret"}
+
+
+# -- pass-through -------------------------------------------------------------
+
+
+def test_pass_through_app_sees_rewound_body_and_its_2xx_is_sent(
+    manager: WebhookManager, db: Database
+) -> None:
+    """With pass_through, the app below reads the same body and answers."""
+    seen: dict[str, Any] = {}
+
+    def view(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        length = int(environ["CONTENT_LENGTH"])
+        seen["body"] = environ["wsgi.input"].read(length)
+        seen["event_id"] = environ["revo_sdk.webhook"].event_id
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"view says hi"]
+
+    middleware = WebhookMiddleware(view, StandIn(manager), pass_through=True)
+    body = payload(delivery_id="pt-1")
+    sig = signed(body)["X-Test-Signature"]
+    env = {"CONTENT_TYPE": "application/json", "HTTP_X_TEST_SIGNATURE": sig}
+
+    status, _, answer = call(middleware, "/webhooks/test", body, **env)
+    assert (status, answer) == ("200 OK", b"view says hi")
+    assert seen["body"] == body
+    [row] = queue.list_events(db)
+    assert row["id"] == seen["event_id"]
+
+    seen.clear()
+    status, _, answer = call(middleware, "/webhooks/test", body, **env)
+    assert status.startswith("202")  # a duplicate does not run the view again
+    assert seen == {}
+
+
+def test_pass_through_failing_app_answers_202(
+    manager: WebhookManager, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app that raises or answers 4xx/5xx after the store still gets 202 sent."""
+
+    def raising(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        raise RuntimeError("view bug")
+
+    def refusing(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        return [b"no"]
+
+    for n, app in enumerate([raising, refusing]):
+        middleware = WebhookMiddleware(app, StandIn(manager), pass_through=True)
+        body = payload(delivery_id=f"fail-{n}")
+        status, _, _ = call(
+            middleware,
+            "/webhooks/test",
+            body,
+            CONTENT_TYPE="application/json",
+            HTTP_X_TEST_SIGNATURE=signed(body)["X-Test-Signature"],
+        )
+        assert status.startswith("202")
+    assert len(queue.list_events(db)) == 2
+
+
+def test_pass_through_other_methods_reach_app(manager: WebhookManager) -> None:
+    """In pass-through mode a GET on the webhook path is the app's business."""
+    middleware = WebhookMiddleware(downstream, StandIn(manager), pass_through=True)
+    status, _, answer = call(middleware, "/webhooks/test", REQUEST_METHOD="GET")
+    assert status == "200 OK"
+    assert answer.startswith(b"GET /webhooks/test")
+
+
+# -- ingest rate limit and counting -------------------------------------------
+
+
+def test_ingest_rate_limit_is_429_per_integration(manager: WebhookManager) -> None:
+    """Past the burst an integration gets 429 with Retry-After until tokens refill."""
+    now = [100.0]
+    middleware = WebhookMiddleware(
+        downstream,
+        StandIn(manager),
+        ingest_rate=0.5,
+        ingest_burst=2,
+        clock=lambda: now[0],
+    )
+
+    def send() -> tuple[str, dict[str, str]]:
+        body = payload()
+        status, headers, _ = call(
+            middleware,
+            "/webhooks/test",
+            body,
+            CONTENT_TYPE="application/json",
+            HTTP_X_TEST_SIGNATURE=signed(body)["X-Test-Signature"],
+        )
+        return status, headers
+
+    assert [send()[0][:3] for _ in range(3)] == ["202", "202", "429"]
+    status, headers = send()
+    assert headers["Retry-After"] == "2"
+    now[0] += 2.0
+    assert send()[0].startswith("202")
+    # Another integration name has its own bucket (here: 404, not 429).
+    status, _, _ = call(middleware, "/webhooks/other", b"{}")
+    assert status.startswith("404")
+
+
+def test_middleware_rejections_are_counted(db: Database) -> None:
+    """Rejections decided in the middleware reach the manager's observers."""
+    from revo_sdk import WebhookRecord
+
+    records: list[WebhookRecord] = []
+    manager = WebhookManager(
+        database=lambda: db, resolve=resolve, notify=records.append
+    )
+    middleware = WebhookMiddleware(downstream, StandIn(manager), max_body=10)
+
+    call(middleware, "/webhooks/test", REQUEST_METHOD="GET")
+    call(middleware, "/webhooks/test", b"x" * 20)
+    call(middleware, "/webhooks/test", b"{}", CONTENT_LENGTH="x")
+
+    assert [(r.stage, r.reason) for r in records] == [
+        ("rejected", "method_not_allowed"),
+        ("rejected", "too_large"),
+        ("rejected", "invalid_content_length"),
+    ]
+
+
+def test_slack_retry_headers_stored_and_counted(db: Database) -> None:
+    """X-Slack-Retry-Num/-Reason are kept with the delivery and counted."""
+    events: list[tuple[str, str, str]] = []
+
+    @dataclass
+    class Metrics:
+        def record_event(
+            self, integration: str, kind: str, detail: str = "", value: float = 0
+        ) -> None:
+            events.append((integration, kind, detail))
+
+    @dataclass
+    class ClientLike:
+        webhooks: WebhookManager
+        metrics: Metrics
+
+    manager = WebhookManager(database=lambda: db, resolve=resolve)
+    middleware = WebhookMiddleware(downstream, ClientLike(manager, Metrics()))
+    body = payload(delivery_id="retried")
+    for number, reason in [("1", "http_timeout"), ("2", "Weird Reason!")]:
+        call(
+            middleware,
+            "/webhooks/test",
+            body,
+            CONTENT_TYPE="application/json",
+            HTTP_X_TEST_SIGNATURE=signed(body)["X-Test-Signature"],
+            HTTP_X_SLACK_RETRY_NUM=number,
+            HTTP_X_SLACK_RETRY_REASON=reason,
+        )
+
+    assert events == [
+        ("test", "webhook_sender_retry", "http_timeout"),
+        ("test", "webhook_sender_retry", "other"),
+    ]
+    [row] = queue.list_events(db)
+    stored = queue.get_event(db, row["id"])
+    assert stored is not None
+    assert stored["headers"]["X-Slack-Retry-Num"] == "1"
+
+
+def test_stream_read_error_is_400(app: WebhookMiddleware) -> None:
+    """A connection reset while the body is read is a 400, not a 500."""
+
+    class Resetting(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise ConnectionResetError("peer went away")
+
+    status, _, answer = call(
+        app, "/webhooks/test", CONTENT_LENGTH="10", **{"wsgi.input": Resetting()}
+    )
+    assert status.startswith("400")
+    assert json.loads(answer) == {"error": "incomplete_body"}
