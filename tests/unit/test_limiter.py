@@ -295,6 +295,7 @@ def test_bucket_snapshot_reports_tokens_and_pause() -> None:
         "burst": 5.0,
         "available": 5.0,
         "paused_for": 0.0,
+        "pace_interval": 0.0,
     }
     bucket.reserve(3.0)
     assert bucket.snapshot()["available"] == pytest.approx(2.0)
