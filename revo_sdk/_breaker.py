@@ -192,7 +192,7 @@ class CircuitBreaker:
         Reading it notices an open period or a half-open round that is over.
         """
         state = self._state
-        if state == OPEN or state == HALF_OPEN:
+        if state in (OPEN, HALF_OPEN):
             return self._poll(self._clock())
         return state
 
@@ -209,7 +209,7 @@ class CircuitBreaker:
         # Unlocked read: a call that slips through as the circuit opens is
         # one that was admitted just before, and its report is ignored.
         state = self._state
-        if state == CLOSED or state == DISABLED:
+        if state in (CLOSED, DISABLED):
             return False
 
         now = self._clock()
@@ -224,7 +224,7 @@ class CircuitBreaker:
             self._changed(change)
         if trial:
             return True
-        if state == CLOSED or state == DISABLED:
+        if state in (CLOSED, DISABLED):
             return False
         if state == HALF_OPEN:
             # Trials are under way; a permit may free up at any moment.
@@ -380,7 +380,10 @@ class CircuitBreaker:
                 self._half_open_since = now
                 self._issued = self._successes = self._trial_failures = 0
                 return StateChange(self.integration, OPEN, HALF_OPEN, self._reason)
-            if state == HALF_OPEN and now - self._half_open_since >= self._max_half_open:
+            if (
+                state == HALF_OPEN
+                and now - self._half_open_since >= self._max_half_open
+            ):
                 return self._open(now, "half_open_timeout", grow=True)
         return None
 
