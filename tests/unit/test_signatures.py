@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from revo_sdk import WebhookRejected
+from revo_sdk import VerifyResult, WebhookRejected
 from revo_sdk._signatures import (
     body_fingerprint,
     check_hmac,
@@ -26,7 +26,11 @@ from revo_sdk._signatures import (
     parse_iso8601,
     split_signature,
     usable_secrets,
+    verify_github,
     verify_hmac_hex,
+    verify_jira,
+    verify_slack,
+    verify_standard_webhooks,
 )
 
 # GitHub's documented example for validating webhook deliveries.
@@ -312,3 +316,135 @@ def test_verify_hmac_hex_signature_binds_body(
     assert verify_hmac_hex((secret,), body, signature, digest)
     if other != body:
         assert not verify_hmac_hex((secret,), other, signature, digest)
+
+
+# -- one function per scheme ---------------------------------------------------
+
+NOW = 1_700_000_000
+
+
+def _slack_headers(
+    body: bytes,
+    ts: str,
+    secret: str = "slack-s",  # noqa: S107  # a test secret
+) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, "sha256")
+    return {
+        "x-slack-request-timestamp": ts,
+        "X-SLACK-SIGNATURE": "v0=" + digest.hexdigest(),
+    }
+
+
+def test_verify_github_published_example_any_header_case() -> None:
+    """GitHub's documented example verifies, header names in any case."""
+    headers = {"x-hub-signature-256": "sha256=" + DOC_SIGNATURE}
+    assert verify_github(headers, DOC_PAYLOAD, (DOC_SECRET,)).ok
+
+
+def test_verify_github_sha1_only_when_allowed() -> None:
+    """A delivery signed only with SHA-1 passes only with allow_sha1."""
+    sha1 = hmac_hex(DOC_SECRET, DOC_PAYLOAD, "sha1")
+    headers = {"X-Hub-Signature": "sha1=" + sha1}
+    assert verify_github(headers, DOC_PAYLOAD, DOC_SECRET).reason == "missing_header"
+    assert verify_github(headers, DOC_PAYLOAD, DOC_SECRET, allow_sha1=True).ok
+    # With both headers present, SHA-256 decides even when SHA-1 is allowed.
+    both = {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}
+    result = verify_github(both, DOC_PAYLOAD, DOC_SECRET, allow_sha1=True)
+    assert result.reason == "mismatch"
+
+
+@pytest.mark.parametrize(
+    ("signature", "reason"),
+    [
+        ("sha1=" + "0" * 40, "bad_format"),
+        ("sha256=zz", "bad_format"),
+        ("x", "bad_format"),
+    ],
+)
+def test_verify_github_reasons(signature: str, reason: str) -> None:
+    """Odd signature values give a reason, not an exception."""
+    headers = {"X-Hub-Signature-256": signature}
+    assert verify_github(headers, DOC_PAYLOAD, DOC_SECRET).reason == reason
+    assert verify_github(headers, DOC_PAYLOAD, ()).reason == "no_secret"
+
+
+def test_verify_slack_window_and_timestamp_format() -> None:
+    """±300 s is accepted; outside is stale or future; non-numeric is bad_format."""
+    body = b"token=x&command=%2Fdeploy"
+    for offset, reason in [
+        (0, "ok"),
+        (-300, "ok"),
+        (300, "ok"),
+        (-301, "stale_timestamp"),
+        (301, "future_timestamp"),
+    ]:
+        headers = _slack_headers(body, str(NOW + offset))
+        result = verify_slack(headers, body, "slack-s", now=NOW)
+        assert result.reason == reason, offset
+    for ts in ["1.7e9", "-5", "17000000OO", " ", "\u0661\u0667" + "\u0660" * 8]:
+        headers = _slack_headers(body, ts)
+        result = verify_slack(headers, body, "slack-s", now=NOW)
+        assert result.reason in ("bad_format", "missing_header"), ts
+
+
+def test_verify_slack_rotated_secrets_and_clock() -> None:
+    """Any configured secret verifies; a NaN clock never accepts."""
+    body = b'{"type":"event_callback"}'
+    headers = _slack_headers(body, str(NOW), "new")
+    assert verify_slack(headers, body, ("old", "new"), now=NOW).ok
+    assert not verify_slack(headers, body, ("old",), now=NOW).ok
+    assert not verify_slack(headers, body, ("new",), now=float("nan")).ok
+
+
+@pytest.mark.parametrize("method", ["sha1", "sha256", "sha512", "SHA256"])
+def test_verify_jira_digest_chosen_by_method(method: str) -> None:
+    """The method in X-Hub-Signature picks the digest."""
+    body = b'{"webhookEvent":"jira:issue_created"}'
+    signature = hmac_hex("jira-s", body, method.lower())
+    headers = {"x-hub-signature": f"{method}={signature}"}
+    assert verify_jira(headers, body, "jira-s").ok
+    assert verify_jira(headers, body, "jira-s", methods=("md5",)).reason == (
+        "bad_format"
+    )
+
+
+_HEADER_DICTS = st.dictionaries(
+    st.sampled_from(
+        [
+            "X-Hub-Signature-256",
+            "X-Hub-Signature",
+            "X-Slack-Signature",
+            "X-Slack-Request-Timestamp",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "svix-id",
+            "svix-timestamp",
+            "svix-signature",
+        ]
+    ),
+    st.one_of(st.text(max_size=60), st.binary(max_size=20), st.none(), st.integers()),
+    max_size=6,
+)
+
+
+@given(
+    headers=_HEADER_DICTS,
+    body=_ANY,
+    secrets=_ANY,
+    now=st.one_of(st.floats(), st.integers(), st.none()),
+)
+def test_scheme_functions_never_raise(
+    headers: dict[str, Any], body: Any, secrets: Any, now: Any
+) -> None:
+    """Every scheme function answers any input with a VerifyResult."""
+    results = [
+        verify_github(headers, body, secrets),
+        verify_github(headers, body, secrets, allow_sha1=True),
+        verify_slack(headers, body, secrets, now=now),
+        verify_jira(headers, body, secrets),
+        verify_standard_webhooks(headers, body, secrets, now=now),
+    ]
+    for result in results:
+        assert isinstance(result, VerifyResult)
+        assert result.ok in (True, False)
