@@ -325,6 +325,18 @@ def test_github_verify_only_sha1_header_is_missing(provider: GitHubProvider) -> 
     )
 
 
+def test_github_verify_sha1_accepted_when_provider_allows_it() -> None:
+    """A provider made with allow_sha1=True accepts a SHA-1-only delivery."""
+    body = b"{}"
+    headers = {"X-Hub-Signature": "sha1=" + hmac_hex(SECRET, body, "sha1")}
+    legacy = GitHubProvider(allow_sha1=True)
+    assert legacy.verify_webhook(headers, body, (SECRET,), now=NOW).ok
+    headers["X-Hub-Signature"] = "sha1=" + "0" * 40
+    assert legacy.verify_webhook(headers, body, (SECRET,), now=NOW).reason == (
+        "mismatch"
+    )
+
+
 @pytest.mark.parametrize(
     "value",
     ["757107ea", "sha1=" + "ab" * 20, "sha256=xyz", "sha256=", "sha256=é" * 3],
