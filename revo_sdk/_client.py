@@ -21,6 +21,7 @@ from ._config import IntegrationConfig, RetryPolicy
 from ._db import Database
 from ._exceptions import ConfigurationError, UnknownIntegrationError
 from ._metrics import Metrics
+from ._monitor import Monitor
 from ._pagination import Cursor, iter_pages, paginate
 from ._pipeline import Integration
 from ._plugins import collect_providers, make_plugin_manager, notify
@@ -90,6 +91,8 @@ class Client:
             notify=self._webhook_observed,
             **dict(webhook_options or {}),
         )
+        #: Health probes, alert rules and status (:class:`Monitor`).
+        self.monitor = Monitor(self)
         for config in integrations:
             self.register(config)
 
@@ -290,6 +293,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        self.monitor.stop()
         self.webhooks.close()
         for integration in list(self._integrations.values()):
             integration.close()
@@ -475,4 +479,5 @@ _RESERVED = frozenset(n for n in dir(Client) if not n.startswith("_")) | {
     "db_path",
     "metrics",
     "webhooks",
+    "monitor",
 }
