@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from revo_sdk import LimiterPolicy, RateLimitedError
-from revo_sdk._limiter import Limiter, TokenBucket
+from revo_sdk._limiter import WRITE_SCOPE, Limiter, TokenBucket, WindowLimit
 
 
 class FakeClock:
@@ -465,3 +465,235 @@ def test_limiter_pause_longer_than_pause_wait_raises() -> None:
         lim.acquire("search", pause_wait=60)
     assert info.value.scope == "search"
     assert clock.sleeps == []
+
+
+# -- window mode, weights, pacing and spacing ---------------------------------
+
+
+def window_excess(admissions: Sequence[tuple[float, float]], window: float) -> float:
+    """Most tokens admitted in any half-open interval ``[t, t + window)``."""
+    events = sorted(admissions)
+    most = 0.0
+    for i, (start, _) in enumerate(events):
+        taken = sum(k for t, k in events[i:] if t < start + window - 1e-9)
+        most = max(most, taken)
+    return most
+
+
+@settings(max_examples=200)
+@given(
+    limit=st.integers(1, 10),
+    window=st.floats(0.1, 5.0),
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("advance"), st.floats(0.0, 3.0), st.none()),
+            st.tuples(
+                st.just("reserve"),
+                st.integers(1, 3).map(float),
+                st.one_of(st.none(), st.floats(0.0, 2.0)),
+            ),
+            st.tuples(st.just("pause"), st.floats(0.0, 4.0), st.none()),
+        ),
+        max_size=60,
+    ),
+)
+def test_window_never_admits_more_than_limit_in_any_window(
+    limit: int, window: float, ops: list[Op]
+) -> None:
+    """Whatever the calls, weights and pauses, no window holds more than limit."""
+    clock = FakeClock()
+    bucket = WindowLimit(limit, window, clock=clock)
+    admissions: list[tuple[float, float]] = []
+    for name, amount, max_wait in ops:
+        if name == "advance":
+            clock.advance(amount)
+        elif name == "pause":
+            bucket.pause_until(clock.now + amount)
+        elif amount <= limit:
+            wait = bucket.reserve(amount, max_wait=max_wait)
+            if wait is not None:
+                assert max_wait is None or wait <= max_wait
+                admit = clock.now + wait
+                assert not admissions or admit >= admissions[-1][0]
+                admissions.append((admit, amount))
+    assert window_excess(admissions, window) <= limit
+
+
+@settings(max_examples=4, deadline=None)
+@given(
+    limit=st.integers(1, 8),
+    window=st.floats(0.05, 1.0),
+    mode=st.sampled_from(["token", "window"]),
+)
+def test_limiter_contract_holds_with_16_threads(
+    limit: int, window: float, mode: str
+) -> None:
+    """Sixteen threads with weights 1-2 on a moving fake clock keep the contract."""
+    clock = FakeClock()
+    if mode == "window":
+        bucket: TokenBucket | WindowLimit = WindowLimit(limit + 1, window, clock=clock)
+    else:
+        bucket = TokenBucket((limit + 1) / window, limit + 1, clock=clock)
+    admissions: list[tuple[float, float]] = []
+    record = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        try:
+            for i in range(12):
+                tokens = float(1 + (seed + i) % 2)
+                wait = bucket.reserve(tokens, max_wait=None if i % 3 else 0.0)
+                if wait is not None:
+                    with record:
+                        admissions.append((clock.last_read + wait, tokens))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for _ in range(2000):
+        if not any(t.is_alive() for t in threads):
+            break
+        clock.advance(window / 7)
+        time.sleep(0.0001)
+    for thread in threads:
+        thread.join(timeout=5.0)
+    assert not errors, errors
+    assert admissions
+    if mode == "window":
+        assert window_excess(admissions, window) <= limit + 1
+    else:
+        rate = (limit + 1) / window
+        span = clock.now - 1000.0
+        excess = worst_excess(admissions, rate, limit + 1)
+        assert excess <= tolerance(rate, limit + 1, span)
+
+
+def test_window_refuses_a_burst_beyond_the_quota() -> None:
+    """Three a second: the fourth call waits for the first to leave the window."""
+    clock = FakeClock()
+    bucket = WindowLimit(3, 1.0, clock=clock)
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.reserve(max_wait=0.0) is None
+    clock.advance(0.25)
+    assert bucket.reserve() == pytest.approx(0.75)
+    assert bucket.snapshot()["available"] == 0.0
+
+
+def test_limiter_window_policy_builds_window_buckets() -> None:
+    """LimiterPolicy(window=, limit=) gives every scope a strict window."""
+    clock = FakeClock()
+    lim = Limiter(
+        LimiterPolicy(window=60.0, limit=2, max_wait=0.0),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    lim.acquire("search")
+    lim.acquire("search")
+    with pytest.raises(RateLimitedError, match="over_max_wait"):
+        lim.acquire("search")
+    assert lim.snapshot()["search"]["limit"] == 2.0
+
+
+def test_limiter_weighted_acquire_takes_that_many_tokens() -> None:
+    """acquire(tokens=3) costs three tokens of the bucket."""
+    clock = FakeClock()
+    lim = Limiter(LimiterPolicy(rate=1.0, burst=4), clock=clock, sleep=clock.sleep)
+    assert lim.acquire(tokens=3) == 0.0
+    assert lim.snapshot()["default"]["available"] == pytest.approx(1.0)
+    assert lim.acquire(tokens=2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="tokens"):
+        lim.acquire(tokens=5)
+
+
+def test_limiter_fail_fast_reserves_nothing() -> None:
+    """max_wait=0 raises at once when no token is at hand and takes none."""
+    clock = FakeClock()
+    lim = Limiter(LimiterPolicy(rate=1.0, burst=1), clock=clock, sleep=clock.sleep)
+    lim.acquire()
+    with pytest.raises(RateLimitedError):
+        lim.acquire(max_wait=0.0)
+    clock.advance(1.0)
+    assert lim.acquire(max_wait=0.0) == 0.0
+
+
+def test_limiter_waiters_are_served_in_arrival_order() -> None:
+    """Each waiter's reserved wait is longer than the one before: first come first."""
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, 1, clock=clock)
+    waits = [bucket.reserve() for _ in range(5)]
+    assert waits == sorted(waits)
+    assert waits == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+
+
+def make_limiter(clock: FakeClock, **kw: object) -> Limiter:
+    """A limiter on ``clock`` whose wall clock reads 10,000 at clock 1,000."""
+    policy = LimiterPolicy(**kw)  # type: ignore[arg-type]  # test-only kwargs
+    return Limiter(
+        policy, clock=clock, sleep=clock.sleep, wall=lambda: clock.now + 9000.0
+    )
+
+
+def test_limiter_observe_spreads_a_low_quota_until_reset() -> None:
+    """Four calls left for 20 s: calls are admitted 5 s apart, not in a burst."""
+    clock = FakeClock()
+    lim = make_limiter(clock, rate=100.0, burst=100)
+    lim.observe("core", remaining=4, reset_at=10_020.0, limit=5000)
+    waits = [lim.acquire("core", max_wait=60.0) for _ in range(4)]
+    assert waits == pytest.approx([0.0, 5.0, 5.0, 5.0])
+    clock.advance(5.0)  # the reset: the pace is over
+    assert lim.snapshot()["core"]["pace_interval"] == 0.0
+
+
+def test_limiter_observe_zero_remaining_pauses_until_reset() -> None:
+    """Nothing left: the scope admits nothing before the reset."""
+    clock = FakeClock()
+    lim = make_limiter(clock)
+    lim.observe("core", remaining=0, reset_at=10_030.0, limit=60)
+    assert lim.snapshot()["core"]["paused_for"] == pytest.approx(30.0)
+    with pytest.raises(RateLimitedError, match="paused"):
+        lim.acquire("core", max_wait=1.0)
+
+
+def test_limiter_observe_plenty_left_changes_nothing() -> None:
+    """A high remaining count, or missing headers, leave the scope alone."""
+    clock = FakeClock()
+    lim = make_limiter(clock, rate=100.0, burst=100)
+    lim.observe("core", remaining=4000, reset_at=10_020.0, limit=5000)
+    lim.observe("core", remaining=None, reset_at=10_020.0)
+    lim.observe("core", remaining=1, reset_at=None)
+    lim.observe("core", remaining=1, reset_at=5.0)  # a reset in the past
+    assert [lim.acquire("core") for _ in range(5)] == [0.0] * 5
+
+
+def test_limiter_observe_new_window_lifts_the_pace() -> None:
+    """A later, plentiful report for a later window ends the pacing."""
+    clock = FakeClock()
+    lim = make_limiter(clock, rate=100.0, burst=100)
+    lim.observe("core", remaining=2, reset_at=10_100.0, limit=5000)
+    assert lim.snapshot()["core"]["pace_interval"] == pytest.approx(50.0)
+    lim.observe("core", remaining=5000, reset_at=13_600.0, limit=5000)
+    assert lim.snapshot()["core"]["pace_interval"] == 0.0
+
+
+def test_limiter_write_interval_spaces_the_write_scope() -> None:
+    """write_interval=1 admits writes one second apart, reads unaffected."""
+    clock = FakeClock()
+    lim = make_limiter(clock, rate=100.0, burst=100, write_interval=1.0)
+    assert lim.write_interval == 1.0
+    waits = [lim.acquire(WRITE_SCOPE) for _ in range(3)]
+    assert waits == pytest.approx([0.0, 1.0, 1.0])
+    assert make_limiter(clock).write_interval == 0.0
+
+
+def test_limiter_space_and_spacing_policy() -> None:
+    """space() and LimiterPolicy.spacing make a scope admit one call per interval."""
+    clock = FakeClock()
+    lim = make_limiter(clock, rate=100.0, burst=100, spacing=(("search", 2.0),))
+    assert [lim.acquire("search") for _ in range(2)] == pytest.approx([0.0, 2.0])
+    lim.pause("other", 5.0)
+    lim.space("other", 3.0)
+    assert lim.snapshot()["other"]["paused_for"] == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="spacing"):
+        lim.space("x", 0.0)
