@@ -221,3 +221,18 @@ class PaginationError(RevoError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class RetryLater(WebhookError):
+    """Raised by a handler to have its event tried again in ``delay`` seconds.
+
+    The attempt still counts towards ``max_attempts``; use it when the
+    handler knows when to come back (a rate limit, a resource not ready).
+    """
+
+    def __init__(self, delay: float, message: str = "") -> None:
+        super().__init__(message or f"retry requested in {delay:g}s")
+        self.delay = max(0.0, float(delay))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.delay, str(self)))
