@@ -36,6 +36,9 @@ class CachedResponse:
     last_modified: str | None = None
 
 
+#: Paths whose TTL is remembered before the memo starts over.
+_TTL_MEMO = 4096
+
 # A stored entry: the response, when it stops being fresh, and when the
 # cache may drop it (later, so a stale entry can still lend its validators).
 _Entry = tuple[CachedResponse, float, float]
@@ -93,6 +96,9 @@ class ResponseCache:
         self._enabled = policy.enabled
         self._routes = [(compile_route(p), float(ttl)) for p, ttl in policy.route_ttls]
         self._default_ttl = float(policy.default_ttl)
+        # Path -> TTL, so route patterns are matched once per path; plain
+        # dict operations, atomic under the GIL, need no lock.
+        self._ttls: dict[str, float] = {}
         self._clock = clock
         self._lock = threading.Lock()
         # The cache's timer returns the time read before the lock was taken.
@@ -112,14 +118,23 @@ class ResponseCache:
         ``path`` may carry a query string, which is ignored, or be a whole
         URL, whose path is used.
         """
+        known = self._ttls.get(path)
+        if known is not None:
+            return known
+        given = path
         if "://" in path:
             path = urlsplit(path).path or "/"
         else:
             path = path.partition("?")[0].partition("#")[0]
-        for regex, ttl in self._routes:
+        ttl = self._default_ttl
+        for regex, route_ttl in self._routes:
             if regex.fullmatch(path):
-                return ttl
-        return self._default_ttl
+                ttl = route_ttl
+                break
+        if len(self._ttls) >= _TTL_MEMO:
+            self._ttls.clear()  # paths with ids are unbounded: start over
+        self._ttls[given] = ttl
+        return ttl
 
     def get(self, key: str) -> CachedResponse | None:
         """The fresh response stored under ``key``, or ``None``."""
@@ -145,9 +160,20 @@ class ResponseCache:
             entry = self._cache.get(key)
         return None if entry is None else entry[0]
 
-    def put(self, key: str, path: str, value: CachedResponse) -> bool:
+    def put(
+        self,
+        key: str,
+        path: str,
+        value: CachedResponse,
+        *,
+        fresh_for: float | None = None,
+    ) -> bool:
         """Store ``value`` under ``key`` for the TTL of ``path``.
 
+        :param fresh_for: seconds the entry counts as fresh when that is less
+            than the TTL (``0`` for a response that must be revalidated before
+            each use, such as ``Cache-Control: no-cache``); the entry is kept
+            for revalidation for twice the TTL either way.
         :return: ``False`` (and nothing stored) when the cache is disabled
             or the path's TTL is 0.
         """
@@ -156,8 +182,9 @@ class ResponseCache:
         ttl = self.ttl_for(path)
         if ttl <= 0.0:
             return False
+        fresh = ttl if fresh_for is None else min(max(fresh_for, 0.0), ttl)
         now = self._clock()
-        entry = (value, now + ttl, now + 2.0 * ttl)
+        entry = (value, now + fresh, now + 2.0 * ttl)
         with self._lock:
             self._now = now
             self._cache[key] = entry

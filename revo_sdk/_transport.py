@@ -20,8 +20,10 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
+from urllib3.connectionpool import connection_from_url
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -118,6 +120,12 @@ class Transport:
         # Proxy settings are read once here, not on every call.
         proxy = _proxy_for(base_url)
         self.pool: urllib3.PoolManager
+        # Without a proxy, requests to the integration's own origin go
+        # straight to one connection pool: the pool manager would parse each
+        # URL again to find that pool (about a tenth of a request's CPU time).
+        self._direct: urllib3.HTTPConnectionPool | None = None
+        parts = urlsplit(base_url)
+        self._prefix = f"{parts.scheme}://{parts.netloc}/"
         if proxy:
             self.pool = urllib3.ProxyManager(
                 proxy, maxsize=maxsize, retries=False, timeout=self.timeout
@@ -125,6 +133,12 @@ class Transport:
         else:
             self.pool = urllib3.PoolManager(
                 maxsize=maxsize, retries=False, timeout=self.timeout
+            )
+            self._direct = connection_from_url(
+                f"{self.origin.scheme}://{parts.netloc}",
+                maxsize=maxsize,
+                retries=False,
+                timeout=self.timeout,
             )
 
     def send(
@@ -172,7 +186,21 @@ class Transport:
         body: bytes | None,
         timeout: urllib3.Timeout | None,
     ) -> urllib3.BaseHTTPResponse:
+        direct = self._direct
         try:
+            if direct is not None and url.startswith(self._prefix):
+                # The request target is the URL without its origin.
+                return direct.urlopen(
+                    method,
+                    url[len(self._prefix) - 1 :],
+                    body=body,
+                    headers=headers,
+                    redirect=False,
+                    retries=False,
+                    assert_same_host=False,
+                    timeout=timeout or self.timeout,
+                    preload_content=True,
+                )
             return self.pool.urlopen(
                 method,
                 url,
@@ -210,22 +238,70 @@ class Transport:
 
     def close(self) -> None:
         self.pool.clear()
+        if self._direct is not None:
+            self._direct.close()
+
+
+# The attributes of a fresh requests.Response, copied into each new one:
+# Response() builds a cookie policy and several objects a response read from
+# urllib3 replaces at once.
+_BLANK = requests.Response().__dict__
 
 
 def to_response(
     raw: urllib3.BaseHTTPResponse, url: str, elapsed: float
 ) -> requests.Response:
     """A :class:`requests.Response` holding ``raw``'s status, headers and body."""
-    response = requests.Response()
-    response.status_code = raw.status
-    response.headers = CaseInsensitiveDict(raw.headers)
-    response._content = raw.data  # the body is already read (preload_content)
-    response.url = url
-    response.reason = raw.reason or ""
-    response.encoding = get_encoding_from_headers(response.headers)
-    response.elapsed = datetime.timedelta(seconds=elapsed)
-    response.from_cache = False  # type: ignore[attr-defined]  # documented extension
+    response = requests.Response.__new__(requests.Response)
+    state = response.__dict__
+    state.update(_BLANK)
+    state["cookies"] = RequestsCookieJar()
+    state["history"] = []
+    headers = _headers_of(raw.headers)
+    state["headers"] = headers
+    state["status_code"] = raw.status
+    state["_content"] = raw.data  # the body is already read (preload_content)
+    state["url"] = url
+    state["reason"] = raw.reason or ""
+    state["encoding"] = _encoding(headers.get("content-type"))
+    state["elapsed"] = datetime.timedelta(seconds=elapsed)
+    state["from_cache"] = False  # documented extension
     return response
+
+
+def _headers_of(raw: Mapping[str, str]) -> CaseInsensitiveDict[str]:
+    """``CaseInsensitiveDict(raw)``, three times faster for urllib3's headers.
+
+    urllib3's ``HTTPHeaderDict`` keeps ``lower-name -> [name, *values]`` in
+    ``_container``; when that is not there (another urllib3), the public
+    route is taken. Repeated fields are joined with ``", "`` either way.
+    """
+    container = getattr(raw, "_container", None)
+    if type(container) is not dict:
+        return CaseInsensitiveDict(raw)
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+    headers._store = {  # type: ignore[attr-defined]  # requests' own storage
+        key: (fields[0], fields[1] if len(fields) == 2 else ", ".join(fields[1:]))
+        for key, fields in container.items()
+    }
+    return headers
+
+
+_ENCODINGS: dict[str | None, str | None] = {}
+
+
+def _encoding(content_type: str | None) -> str | None:
+    """requests' encoding for ``content_type``, remembered per distinct value."""
+    try:
+        return _ENCODINGS[content_type]
+    except KeyError:
+        pass
+    found = get_encoding_from_headers(
+        CaseInsensitiveDict({"content-type": content_type} if content_type else {})
+    )
+    if len(_ENCODINGS) < 256:  # servers send few distinct content types
+        _ENCODINGS[content_type] = found
+    return found
 
 
 def _proxy_for(url: str) -> str | None:
