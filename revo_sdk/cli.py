@@ -29,6 +29,7 @@ from ._db import Database
 from ._exceptions import RevoError, StorageError
 from ._metrics import last_breaker_states, summarize
 from ._plugins import collect_providers, describe_plugins, make_plugin_manager
+from ._serve import serve as serve_command
 
 log = logging.getLogger(__name__)
 
@@ -708,3 +709,6 @@ def _provider_owners(pm: pluggy.PluginManager) -> dict[str, str]:
         for name in names:
             owners[name] = impl.plugin_name
     return owners
+
+
+main.add_command(serve_command)
