@@ -15,7 +15,8 @@ Processing rules:
   every handler registered with ``"*"`` for the integration, in registration
   order; the event is done when all of them returned;
 - a handler raising :class:`~revo_sdk.PermanentHandlerError` sends the event
-  to the dead letters at once;
+  to the dead letters at once; one raising :class:`~revo_sdk.RetryLater`
+  has it tried again after the delay it asks for (the attempt counts);
 - any other exception retries the event after a backoff delay until
   ``max_attempts`` attempts were made, then it is dead, with the traceback
   kept in ``last_error``;
@@ -44,6 +45,7 @@ from ._db import Database
 from ._exceptions import (
     ConfigurationError,
     PermanentHandlerError,
+    RetryLater,
     StorageError,
     UnknownIntegrationError,
     WebhookRejected,
@@ -120,6 +122,22 @@ class Delivery:
     attempts: int
     max_attempts: int
     body: bytes = field(repr=False)
+    lease_until: float = 0.0
+    _extend: Callable[[float], bool] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def extend_lease(self, seconds: float) -> bool:
+        """Keep this delivery leased for ``seconds`` more from now.
+
+        Call it from a handler that may outlive the manager's ``lease``, as
+        often as needed (a heartbeat). Returns false when the lease was
+        already lost: another worker claimed the delivery again after it ran
+        out, so this run's result will be ignored.
+        """
+        if seconds <= 0:
+            raise ValueError("extend_lease() needs seconds > 0")
+        return self._extend(seconds) if self._extend is not None else False
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,16 @@ class WebhookResponse:
 
 
 Handler = Callable[[Delivery], object]
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A claimed event whose handlers finished, waiting for its ack."""
+
+    item: _queue.ClaimedEvent
+    reason: str
+
+
 F = TypeVar("F", bound=Handler)
 
 
@@ -168,6 +196,16 @@ class WebhookManager:
     :param poll_interval: seconds an idle worker waits before looking for
         due events again (deliveries received in this process wake it at
         once).
+    :param retention: seconds done events are kept before workers purge
+        them (``None``: kept until purged by hand); their dedup keys are
+        remembered for 7 days whatever this is.
+    :param dead_retention: the same for dead events (default 30 days).
+    :param purge_interval: seconds between two retention purges by workers.
+    :param ordering: ``ordering(integration, parsed_event) -> key or None``;
+        events with the same key are handled one at a time, oldest first
+        (for example the repository or issue an event is about). A
+        provider may also give the parsed event an ``ordering_key``
+        attribute; this function wins.
 
     Thread safety: every method may be called from any thread. Handlers
     run on worker threads (or the thread calling :meth:`drain`), several at
@@ -186,6 +224,10 @@ class WebhookManager:
         lease: float = 60.0,
         max_body: int = DEFAULT_MAX_BODY,
         poll_interval: float = 0.5,
+        retention: float | None = 7 * 86400.0,
+        dead_retention: float | None = 30 * 86400.0,
+        purge_interval: float = 3600.0,
+        ordering: Callable[[str, WebhookEvent], str | None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
@@ -202,6 +244,12 @@ class WebhookManager:
         self.lease = lease
         self.max_body = max_body
         self.poll_interval = poll_interval
+        self.retention = retention
+        self.dead_retention = dead_retention
+        self.purge_interval = purge_interval
+        self._ordering = ordering
+        self._outbox: Callable[[_queue.ClaimedEvent], None] | None = None
+        self._next_purge = 0.0  # monotonic; the first worker loop purges
         # Replaced whole on registration, so readers never need the lock.
         self._handlers: dict[str, tuple[tuple[str, Handler], ...]] = {}
         self._lock = threading.Lock()
@@ -382,10 +430,18 @@ class WebhookManager:
                 body=body,
                 max_attempts=self.max_attempts,
                 now=now,
+                ordering_key=self._ordering_key(integration, parsed),
             )
         except StorageError as exc:
             log.error("webhook %s not stored: %s", integration, exc)
             raise WebhookRejected(503, "storage_unavailable") from exc
+
+    def _ordering_key(self, integration: str, parsed: WebhookEvent) -> str | None:
+        if self._ordering is not None:
+            key = self._ordering(integration, parsed)
+        else:
+            key = getattr(parsed, "ordering_key", None)
+        return None if key is None else f"{integration}:{key}"
 
     def _rejected(self, integration: str, exc: WebhookRejected, now: float) -> None:
         shown = integration if INTEGRATION_NAME.fullmatch(integration) else "?"
@@ -408,8 +464,16 @@ class WebhookManager:
         """
         deadline = time.monotonic() + timeout
         handled = 0
-        while time.monotonic() < deadline and self._run_once():
-            handled += 1
+        done: list[_Done] = []
+        worked = True
+        try:
+            while time.monotonic() < deadline:
+                done, worked = self._step(done, probe=not worked)
+                if not worked:
+                    break
+                handled += 1
+        finally:
+            self._flush(done)
         return handled
 
     def start(self, threads: int = 2) -> None:
@@ -457,71 +521,163 @@ class WebhookManager:
         """Stop the workers. The database is not closed: its owner does that."""
         self.stop()
 
+    def set_outbox_sender(
+        self, sender: Callable[[_queue.ClaimedEvent], None] | None
+    ) -> None:
+        """Let the workers also run outbox messages, through ``sender``.
+
+        ``sender`` receives the claimed outbox message and raises like a
+        handler (:class:`~revo_sdk.RetryLater`,
+        :class:`~revo_sdk.PermanentHandlerError`, any other exception to
+        retry with backoff). Without a sender the workers leave outbox
+        messages alone. :class:`~revo_sdk.Client` sets it.
+        """
+        self._outbox = sender
+        self._wake.set()
+
+    def _kinds(self) -> tuple[str, ...] | None:
+        return None if self._outbox is not None else (_queue.WEBHOOK,)
+
     def _work(self, stop: threading.Event) -> None:
+        done: list[_Done] = []
+        worked = True
         while not stop.is_set():
             self._wake.clear()
+            self._maybe_purge()
             try:
-                busy = self._run_once()
+                done, worked = self._step(done, probe=not worked)
             except StorageError as exc:
                 log.warning("webhook worker: queue unavailable: %s", exc)
-                busy = False
+                worked = False
             except Exception:
                 log.exception("webhook worker failed; continuing")
-                busy = False
-            if not busy:
+                worked = False
+            if not worked and not done:
                 self._wake.wait(self.poll_interval)
+        self._flush(done)
 
-    def _run_once(self) -> bool:
-        claimed = _queue.claim(
-            self._database(), limit=1, lease=self.lease, now=self._clock()
+    def _step(self, done: list[_Done], *, probe: bool) -> tuple[list[_Done], bool]:
+        """Ack ``done``, claim the next event and process it.
+
+        The ack of a finished event rides on the next claim's transaction
+        (one commit per event). Returns the events now waiting for their
+        ack and whether an event was claimed.
+        """
+        acked, claimed = _queue.ack_and_claim(
+            self._database(),
+            done=[(d.item.id, d.item.attempts) for d in done],
+            limit=1,
+            lease=self.lease,
+            now=self._clock(),
+            kinds=self._kinds(),
+            probe=probe,
         )
+        self._acked(done, acked)
+        finished = []
         for item in claimed:
-            self._process(item)
-        return bool(claimed)
+            reason = self._process(item)
+            if reason is not None:
+                finished.append(_Done(item, reason))
+        return finished, bool(claimed)
 
-    def _process(self, item: _queue.ClaimedEvent) -> None:
-        handlers = self.handlers_for(item.integration, item.event)
-        if not handlers:
-            log.debug("no handler for %s/%s; done", item.integration, item.event)
-            self._finish(item, "no_handler")
+    def _flush(self, done: list[_Done]) -> None:
+        if not done:
             return
         try:
+            acked = _queue.ack_many(
+                self._database(),
+                [(d.item.id, d.item.attempts) for d in done],
+                now=self._clock(),
+            )
+        except StorageError as exc:
+            log.warning(
+                "acks of %d webhook event(s) not written (%s); they will run"
+                " again once their leases expire",
+                len(done),
+                exc,
+            )
+            return
+        self._acked(done, acked)
+
+    def _acked(self, done: list[_Done], acked: int) -> None:
+        if acked < len(done):
+            log.warning(
+                "%d of %d webhook event(s) finished after their lease expired"
+                " and was claimed again; they may have been handled twice",
+                len(done) - acked,
+                len(done),
+            )
+        for d in done:
+            item = d.item
+            self._emit(item.integration, item.event, "processed", d.reason, item.id)
+
+    def _maybe_purge(self) -> None:
+        if self.retention is None and self.dead_retention is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            due = now >= self._next_purge
+            if due:
+                self._next_purge = now + self.purge_interval
+        if not due:
+            return
+        try:
+            purged = _queue.apply_retention(
+                self._database(),
+                done=self.retention,
+                dead=self.dead_retention,
+                now=self._clock(),
+            )
+        except StorageError as exc:
+            log.warning("retention purge failed: %s", exc)
+            return
+        if any(purged.values()):
+            log.info("retention purge: %s", purged)
+
+    def _process(self, item: _queue.ClaimedEvent) -> str | None:
+        """Run the handlers; a reason (maybe empty) when the event is done."""
+        try:
+            if item.kind == _queue.OUTBOX:
+                if self._outbox is None:  # claimed by kind filter; defensive
+                    raise RetryLater(self.lease, "no outbox sender here")
+                self._outbox(item)
+                return ""
+            handlers = self.handlers_for(item.integration, item.event)
+            if not handlers:
+                log.debug("no handler for %s/%s; done", item.integration, item.event)
+                return "no_handler"
             delivery = self._delivery(item)
             for handler in handlers:
                 handler(delivery)
         except PermanentHandlerError as exc:
-            self._failed(item, exc, permanent=True)
+            self._failed(item, exc, retry_in=None)
+        except RetryLater as exc:
+            self._failed(item, exc, retry_in=exc.delay)
         except Exception as exc:
-            self._failed(item, exc, permanent=False)
+            self._failed(item, exc, retry_in=self._retry_delay(item.attempts))
         else:
-            self._finish(item, "")
-
-    def _finish(self, item: _queue.ClaimedEvent, reason: str) -> None:
-        if not _queue.ack(
-            self._database(), item.id, now=self._clock(), attempt=item.attempts
-        ):
-            log.warning(
-                "webhook event %d finished after its lease expired and was"
-                " claimed again; it may have been handled twice",
-                item.id,
-            )
-            return
-        self._emit(item.integration, item.event, "processed", reason, item.id)
+            return ""
+        return None
 
     def _failed(
-        self, item: _queue.ClaimedEvent, exc: Exception, *, permanent: bool
+        self, item: _queue.ClaimedEvent, exc: Exception, *, retry_in: float | None
     ) -> None:
-        retry_in = None if permanent else self._retry_delay(item.attempts)
         detail = "".join(traceback.format_exception(exc))
         error = f"attempt {item.attempts}/{item.max_attempts}\n{detail}"
-        status = _queue.fail(
-            self._database(),
-            item.id,
-            error=error,
-            retry_in=retry_in,
-            now=self._clock(),
-            attempt=item.attempts,
-        )
+        try:
+            status = _queue.fail(
+                self._database(),
+                item.id,
+                error=error,
+                retry_in=retry_in,
+                now=self._clock(),
+                attempt=item.attempts,
+            )
+        except StorageError as exc2:
+            # Not a handler failure: the event stays leased and comes back
+            # when the lease ends, with this attempt counted.
+            log.warning("failure of event %d not recorded: %s", item.id, exc2)
+            return
         summary = _summary(exc)
         if status == "lost":
             log.warning("webhook event %d failed after its lease expired", item.id)
@@ -535,6 +691,7 @@ class WebhookManager:
                 item.max_attempts,
                 summary,
             )
+            permanent = isinstance(exc, PermanentHandlerError)
             reason = f"permanent: {type(exc).__name__}" if permanent else summary
             self._emit(item.integration, item.event, "dead", reason, item.id)
         else:
@@ -567,6 +724,14 @@ class WebhookManager:
             attempts=item.attempts,
             max_attempts=item.max_attempts,
             body=item.body,
+            lease_until=item.lease_until,
+            _extend=lambda seconds: _queue.extend_lease(
+                self._database(),
+                item.id,
+                attempt=item.attempts,
+                lease=seconds,
+                now=self._clock(),
+            ),
         )
 
     def _payload(self, integration: str, headers: Headers, body: bytes) -> Any:
