@@ -307,9 +307,10 @@ class CircuitBreaker:
             self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: Listener) -> None:
-        """Stop calling ``listener``; unknown listeners are ignored."""
+        """Stop calling ``listener`` (compared by ``==``, so a bound method
+        given again matches); unknown listeners are ignored."""
         with self._lock:
-            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            self._listeners = tuple(x for x in self._listeners if x != listener)
 
     def force_open(self) -> None:
         """Refuse every call until :meth:`force_closed`, :meth:`reset` or
