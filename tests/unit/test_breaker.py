@@ -338,7 +338,7 @@ def rate_breaker(
     clock: FakeClock, changes: list[tuple[str, str]] | None = None, **kw: Any
 ) -> CircuitBreaker:
     """A failure-rate breaker on ``clock``: 50 % of at least 4 calls in the last 10."""
-    settings_ = {
+    settings_: dict[str, Any] = {
         "mode": "rate",
         "failure_rate_threshold": 0.5,
         "window_size": 10,

@@ -622,7 +622,7 @@ def test_limiter_waiters_are_served_in_arrival_order() -> None:
     """Each waiter's reserved wait is longer than the one before: first come first."""
     clock = FakeClock()
     bucket = TokenBucket(2.0, 1, clock=clock)
-    waits = [bucket.reserve() for _ in range(5)]
+    waits = [bucket.reserve() or 0.0 for _ in range(5)]
     assert waits == sorted(waits)
     assert waits == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
 
