@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 import requests
 
+from . import _outbox
 from ._config import IntegrationConfig, RetryPolicy
 from ._db import Database
 from ._exceptions import ConfigurationError, UnknownIntegrationError
@@ -91,6 +92,8 @@ class Client:
             notify=self._webhook_observed,
             **dict(webhook_options or {}),
         )
+        # Outbox messages (client.<name>.enqueue) are sent by the same workers.
+        self.webhooks.set_outbox_sender(_outbox.make_sender(self.request))
         #: Health probes, alert rules and status (:class:`Monitor`).
         self.monitor = Monitor(self)
         for config in integrations:
@@ -410,6 +413,44 @@ class IntegrationHandle:
             max_pages=max_pages,
             **kwargs,
         )
+
+    def enqueue(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotency_key: str | None = None,
+        ordering_key: str | None = None,
+        **kwargs: Any,
+    ) -> _outbox.Enqueued:
+        """Store the call in the outbox; the webhook workers send it later.
+
+        Returns once the call is committed to the database. Workers started
+        with ``client.webhooks.start()`` (in this or another process with
+        this integration registered) send it through the pipeline, retry it
+        with backoff and dead-letter it like a webhook. Takes ``json``,
+        ``params``, ``data``, ``headers`` and ``timeout`` (JSON data only).
+
+        :param idempotency_key: sent as ``Idempotency-Key`` on every attempt
+            (generated when omitted); enqueuing the same key twice stores
+            the call once.
+        :param ordering_key: calls with the same key are sent one at a
+            time, in order.
+        """
+        client = self._client
+        entry = _outbox.enqueue_call(
+            client.database,
+            integration=self.name,
+            method=method,
+            path=path,
+            options=kwargs,
+            max_attempts=client.webhooks.max_attempts,
+            now=time.time(),
+            idempotency_key=idempotency_key,
+            ordering_key=ordering_key,
+        )
+        client.webhooks.wake()
+        return entry
 
     def submit(self, method: str, path: str, **kwargs: Any) -> Future[Any]:
         """Run the call on the integration's bounded thread pool.

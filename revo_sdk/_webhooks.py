@@ -535,6 +535,10 @@ class WebhookManager:
         self._outbox = sender
         self._wake.set()
 
+    def wake(self) -> None:
+        """Tell idle workers that new work was stored (they poll otherwise)."""
+        self._wake.set()
+
     def _kinds(self) -> tuple[str, ...] | None:
         return None if self._outbox is not None else (_queue.WEBHOOK,)
 
