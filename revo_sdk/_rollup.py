@@ -301,4 +301,60 @@ def weighted_percentile(pairs: list[tuple[float, int]], pct: float) -> float | N
     return sorted(pairs)[-1][0]
 
 
-__all__ = ["BOUNDS_MS", "Retention", "attempt_groups", "compact", "event_groups"]
+def per_minute(
+    db: Database, *, since: float, integration: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Calls, errors and mean latency per minute since ``since``, per
+    integration, oldest first (raw rows and minute rollups merged).
+
+    Each point has ``ts`` (minute start), ``calls``, ``errors`` and
+    ``mean_ms`` (None when no attempt went to the network).
+    """
+    extra, params = "", [since]
+    if integration is not None:
+        extra, params = " AND integration = ?", [since, integration]
+    points: dict[tuple[str, float], list[float]] = {}
+    raw = db.query(
+        "SELECT integration, CAST(ts / 60 AS INTEGER) * 60,"  # noqa: S608 - placeholders only
+        " TOTAL(attempt <= 1 AND outcome != 'fallback'),"
+        " TOTAL(outcome IN ('ok', 'cache_hit')),"
+        " TOTAL(outcome NOT IN ('cache_hit', 'breaker_open', 'fallback')),"
+        " TOTAL(CASE WHEN outcome NOT IN ('cache_hit', 'breaker_open', 'fallback')"
+        " THEN latency_ms ELSE 0 END)"
+        f" FROM metric_attempts WHERE ts >= ?{extra} GROUP BY 1, 2",
+        params,
+    )
+    rolled = db.query(
+        "SELECT integration, ts, TOTAL(CASE WHEN retry = 0 AND outcome != 'fallback'"  # noqa: S608 - placeholders only
+        " THEN n ELSE 0 END), TOTAL(CASE WHEN outcome IN ('ok', 'cache_hit')"
+        " THEN n ELSE 0 END), TOTAL(latency_n), TOTAL(latency_sum_ms)"
+        f" FROM metric_rollups WHERE resolution = 60 AND ts >= ?{extra} GROUP BY 1, 2",
+        params,
+    )
+    for name, ts, calls, ok, lat_n, lat_sum in [*raw, *rolled]:
+        point = points.setdefault((name, float(ts)), [0.0, 0.0, 0.0, 0.0])
+        point[0] += calls
+        point[1] += ok
+        point[2] += lat_n
+        point[3] += lat_sum
+    series: dict[str, list[dict[str, Any]]] = {}
+    for (name, ts), (calls, ok, lat_n, lat_sum) in sorted(points.items()):
+        series.setdefault(name, []).append(
+            {
+                "ts": ts,
+                "calls": int(calls),
+                "errors": max(int(calls - ok), 0),
+                "mean_ms": lat_sum / lat_n if lat_n else None,
+            }
+        )
+    return series
+
+
+__all__ = [
+    "BOUNDS_MS",
+    "Retention",
+    "attempt_groups",
+    "compact",
+    "event_groups",
+    "per_minute",
+]

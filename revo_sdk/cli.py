@@ -25,9 +25,10 @@ import click
 import pluggy
 
 from . import _queue
+from ._cli_monitor import _alerts_group, status_data, status_text
 from ._db import Database
 from ._exceptions import RevoError, StorageError
-from ._metrics import last_breaker_states, summarize
+from ._metrics import summarize
 from ._plugins import collect_providers, describe_plugins, make_plugin_manager
 from ._serve import serve as serve_command
 
@@ -327,53 +328,44 @@ def bench(ctx: click.Context, /, **opts: Any) -> None:
 @main.command()
 @db_option
 @json_option
-def status(db_path: Path, as_json: bool) -> None:
-    """Queue depth, recent calls and breaker state of each integration."""
-    now = time.time()
-    with open_database(db_path) as db:
-        queue = _queue.counts(db)
-        recent = {s["integration"]: s for s in summarize(db, since=now - STATUS_WINDOW)}
-        breakers = last_breaker_states(db)
-
-    integrations: dict[str, dict[str, Any]] = {}
-    for name in sorted(queue.keys() | recent.keys() | breakers.keys()):
-        calls = {k: v for k, v in recent.get(name, {}).items() if k != "routes"}
-        calls.pop("integration", None)
-        integrations[name] = {
-            "queue": {s: queue.get(name, {}).get(s, 0) for s in _queue.STATUSES},
-            "calls": calls,
-            "breaker": breakers.get(name),
-        }
-
-    if as_json:
-        echo_json(
-            {
-                "database": str(db_path),
-                "window_seconds": STATUS_WINDOW,
-                "integrations": integrations,
-            }
-        )
-        return
-    if not integrations:
-        click.echo(f"{db_path}: no webhook events or call metrics stored yet.")
-        return
-    rows = []
-    for name, info in integrations.items():
-        breaker = info["breaker"] or {}
-        calls = info["calls"]
-        rows.append(
-            [
-                name,
-                breaker.get("state") or "-",
-                *(info["queue"][s] for s in _queue.STATUSES),
-                calls.get("calls", 0),
-                _percent(calls.get("success_rate")),
-                calls.get("p95_ms"),
-            ]
-        )
-    headers = ["INTEGRATION", "BREAKER", *(s.upper() for s in _queue.STATUSES)]
-    headers += ["CALLS 15M", "SUCCESS", "P95 MS"]
-    click.echo(render_table(headers, rows))
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between two redraws with --watch.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    default=None,
+    help="With --watch, stop after this many redraws.",
+)
+def status(
+    db_path: Path, as_json: bool, watch: bool, interval: float, count: int | None
+) -> None:
+    """Health, breaker, limiter headroom, latency, errors, cache, queue and
+    alerts of each integration, then the service-level lines."""
+    shown = 0
+    while True:
+        with open_database(db_path) as db:
+            data = status_data(db)
+        if as_json:
+            echo_json({"database": str(db_path), **data})
+        else:
+            if watch:
+                click.clear()
+                click.echo(f"{db_path} at {_when(time.time())} (Ctrl-C to stop)")
+            text = status_text(data)
+            click.echo(f"{db_path}: {text}" if not data["integrations"] else text)
+        shown += 1
+        if not watch or (count is not None and shown >= count):
+            return
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
 
 
 @main.command()
@@ -712,3 +704,4 @@ def _provider_owners(pm: pluggy.PluginManager) -> dict[str, str]:
 
 
 main.add_command(serve_command)
+main.add_command(_alerts_group(), "alerts")

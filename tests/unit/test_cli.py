@@ -211,8 +211,9 @@ def test_cli_status_table_lists_integrations(db_path: Path) -> None:
     result = run("status", "--db", str(db_path))
 
     lines = result.output.splitlines()
-    assert lines[0].split()[:3] == ["INTEGRATION", "BREAKER", "PENDING"]
-    assert lines[1].split()[:7] == ["github", "open", "3", "0", "1", "1", "10"]
+    assert lines[0].split()[:4] == ["INTEGRATION", "HEALTH", "BREAKER", "HEADROOM"]
+    assert lines[1].split()[:5] == ["github", "unhealthy", "open", "-", "10"]
+    assert lines[1].split()[-3:] == ["3", "1", "-"]
     assert lines[2].startswith("slack")
 
 
