@@ -64,10 +64,34 @@ EventSink = Callable[[str, str, str, float], None]  # integration, kind, detail,
 _ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
 USER_AGENT = "revo-sdk"
 
+#: Least seconds to wait after a rate limit, even one that said
+#: ``Retry-After: 0``; it doubles with each further rate limit in a row on
+#: the same scope, up to :data:`MAX_GROWTH` times.
+RATE_LIMIT_FLOOR = 1.0
+MAX_GROWTH = 64.0
+
+#: Paths whose route and scope are remembered before the memo starts over.
+_ROUTE_MEMO = 4096
+
+#: Headers the validators of a stale cache entry are sent in.
+_CONDITIONAL = ("If-None-Match", "If-Modified-Since")
+#: Fields a 304 must not overwrite in the stored response (RFC 9111 4.3.4).
+_KEEP_ON_304 = frozenset(
+    {"content-length", "content-encoding", "content-type", "transfer-encoding"}
+)
+
 
 def route_of(path: str) -> str:
     """The route template of ``path`` for metrics: numeric segments become ``{id}``."""
     return _ID_SEGMENT.sub("/{id}", path) or "/"
+
+
+def headers_fingerprint(headers: Mapping[str, str]) -> str:
+    """A short digest of every request header, credentials included, so two
+    callers share a cached response only if they asked in the same way
+    (same token, ``Accept``, API version ...); no header value is kept."""
+    text = "\n".join(sorted(f"{k.lower()}:{v}" for k, v in headers.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Integration:
@@ -146,13 +170,18 @@ class Integration:
         self.flight = SingleFlight()
         self.bulkhead = Bulkhead(bulkhead, integration=self.name)
 
+        #: Headers of every request; shared by calls that add none, so never
+        #: mutated after construction.
         self.headers: dict[str, str] = {"User-Agent": USER_AGENT}
         self.headers.update(provider.default_headers(config))
         self.headers.update(config.headers)
         self.headers.update(provider.auth_headers(config))
-        token = (config.token or "").encode()
-        # Cached responses are keyed by who asked, without keeping the token.
-        self._credential = hashlib.sha256(token).hexdigest()[:16] if token else "-"
+        # Cached responses are keyed by who asked and how, without the token.
+        self._fingerprint = headers_fingerprint(self.headers)
+        # (method, path) -> (route, scope): the provider's scope_for is pure.
+        self._routes: dict[tuple[str, str], tuple[str, str]] = {}
+        # Rate limits in a row per paused scope; emptied by a success there.
+        self._strikes: dict[str, int] = {}
 
     # -- the call -----------------------------------------------------------
 
@@ -174,24 +203,35 @@ class Integration:
     ) -> Any:
         """Run one call through the pipeline; see :meth:`Client.request`."""
         method = method.upper()
-        url = join_url(self.base_url, path, self.origin)
+        if "://" in path or path.startswith("//"):
+            url = join_url(self.base_url, path, self.origin)
+            relative = self._relative_path(url)
+        else:
+            url = self.base_url + "/" + path.lstrip("/")
+            relative = "/" + path.lstrip("/")
+            if "?" in relative or "#" in relative:
+                relative = relative.partition("?")[0].partition("#")[0]
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
-        request_headers = dict(self.headers)
-        body = _encode_body(json, data, request_headers)
-        if headers:
-            request_headers.update(headers)
-        if idempotency_key:
-            request_headers["Idempotency-Key"] = idempotency_key
+        request_headers = self.headers
+        body: bytes | None = None
+        if json is not None or data is not None or headers or idempotency_key:
+            request_headers = dict(self.headers)
+            body = _encode_body(json, data, request_headers)
+            if headers:
+                request_headers.update(headers)
+            if idempotency_key:
+                request_headers["Idempotency-Key"] = idempotency_key
         may_resend = bool(idempotent or idempotency_key or method in IDEMPOTENT_METHODS)
         if idempotent is False:
             may_resend = False
         call = _Call(
             method,
             url,
+            relative,
             request_headers,
             body,
-            _timeout(timeout),
+            None if timeout is None else _timeout(timeout),
             may_resend,
             retry or self.retry,
         )
@@ -199,7 +239,12 @@ class Integration:
             fallback = self.config.fallback
         try:
             if method == "GET" and cache:
-                return self._cached_get(call)
+                fingerprint = (
+                    self._fingerprint
+                    if request_headers is self.headers
+                    else headers_fingerprint(request_headers)
+                )
+                return self._cached_get(call, fingerprint, fallback is NO_FALLBACK)
             response = self._guarded(call)
             if method not in ("GET", "HEAD", "OPTIONS") and response.status_code < 400:
                 # A write makes what was read under its path stale.
@@ -212,11 +257,15 @@ class Integration:
             log.info("%s: using fallback after %s", self.name, type(exc).__name__)
             return fallback(exc) if callable(fallback) else fallback
 
-    def _cached_get(self, call: _Call) -> requests.Response:
-        path = self._relative_path(call.url)
+    def _cached_get(
+        self, call: _Call, fingerprint: str, stale_ok: bool
+    ) -> requests.Response:
+        """A GET through the cache: a fresh hit, else one upstream call shared
+        by identical concurrent callers, revalidating a stale entry."""
+        path = call.path
         if self.cache.ttl_for(path) <= 0:
             return self._guarded(call)
-        key = f"GET {call.url}|{call.headers.get('Accept', '')}|{self._credential}"
+        key = f"GET {call.url}|{fingerprint}"
         hit = self.cache.get(key)
         if hit is not None:
             self._emit("cache_hit", route_of(path), 1.0)
@@ -224,16 +273,59 @@ class Integration:
         self._emit("cache_miss", route_of(path), 1.0)
 
         def fetch() -> requests.Response:
-            response = self._guarded(call)
-            if response.status_code == 200 and "no-store" not in response.headers.get(
-                "Cache-Control", ""
-            ):
-                self.cache.put(key, path, _to_cached(response))
-            return response
+            return self._fetch(call, key)
 
-        response, shared = self.flight.do(key, fetch)
+        try:
+            response, shared = self.flight.do(key, fetch)
+        except CallError as exc:
+            # stale-if-error: without a fallback of the caller's, an entry
+            # past its freshness beats an exception.
+            stale = self.cache.get_stale(key) if stale_ok else None
+            if stale is None:
+                raise
+            self._emit("cache_stale", type(exc).__name__, 1.0)
+            log.info(
+                "%s: serving a stale cached response after %s",
+                self.name,
+                type(exc).__name__,
+            )
+            served = _from_cached(stale)
+            served.stale = True  # type: ignore[attr-defined]  # documented extension
+            return served
         # Waiters that shared one upstream call each get their own object.
         return _copy_response(response) if shared else response
+
+    def _fetch(self, call: _Call, key: str) -> requests.Response:
+        """One upstream GET for the cache, conditional when a stale entry
+        has validators; a 304 refreshes that entry and is served from it."""
+        stale = self.cache.get_stale(key)
+        sent = call
+        if stale is not None and (stale.etag or stale.last_modified):
+            conditional = dict(call.headers)
+            if stale.etag:
+                conditional[_CONDITIONAL[0]] = stale.etag
+            if stale.last_modified:
+                conditional[_CONDITIONAL[1]] = stale.last_modified
+            sent = call.with_headers(conditional)
+        response = self._guarded(sent)
+
+        status = response.status_code
+        if status == 304 and stale is not None and sent is not call:
+            refreshed = _refreshed(stale, response)
+            storable, fresh_for = _storability(response.headers.get("Cache-Control"))
+            if storable:
+                self.cache.put(key, call.path, refreshed, fresh_for=fresh_for)
+            else:
+                self.cache.invalidate(key)
+            self._emit("cache_revalidated", route_of(call.path), 1.0)
+            return _from_cached(refreshed)
+        if status == 200:
+            storable, fresh_for = _storability(response.headers.get("Cache-Control"))
+            if storable:
+                self.cache.put(
+                    key, call.path, _to_cached(response), fresh_for=fresh_for
+                )
+        return response
 
     def _guarded(self, call: _Call) -> requests.Response:
         with self.bulkhead.slot():
@@ -244,9 +336,14 @@ class Integration:
         deadline = (
             math.inf if policy.deadline is None else self._clock() + policy.deadline
         )
-        path = self._relative_path(call.url)
-        route = route_of(path)
-        scope = self.provider.scope_for(call.method, path)
+        path = call.path
+        known = self._routes.get((call.method, path))
+        if known is None:
+            known = (route_of(path), self.provider.scope_for(call.method, path))
+            if len(self._routes) >= _ROUTE_MEMO:
+                self._routes.clear()  # paths with ids are unbounded: start over
+            self._routes[(call.method, path)] = known
+        route, scope = known
         attempt = 0
         while True:
             attempt += 1
@@ -295,10 +392,16 @@ class Integration:
                 self._before_retry(call, exc, None, attempt, deadline, route, scope)
                 continue
 
+            headers = response.headers
             outcome = self.provider.classify(
-                response.status_code, response.headers, response.content, path=path
+                response.status_code, headers, response.content, path=path
             )
             self.breaker.record(trial, not outcome.is_failure)
+            info = self.provider.rate_limit_info(headers)
+            if info is not None:  # pace before the server has to say no
+                self.limiter.observe(
+                    info.scope, info.remaining, info.reset_at, limit=info.limit
+                )
             self._record(
                 call,
                 route,
@@ -310,6 +413,9 @@ class Integration:
                 waited,
             )
             if outcome.kind not in ("retry", "rate_limited"):
+                if self._strikes and outcome.kind == "ok":
+                    self._strikes.pop(scope, None)
+                    self._strikes.pop("default", None)
                 return response
             if outcome.kind == "retry" and not call.may_resend:
                 return response  # the server saw the request; resending is unsafe
@@ -353,11 +459,20 @@ class Integration:
             delay = max(delay, retry_after)  # the server's hint is a floor
         limited = outcome is not None and outcome.kind == "rate_limited"
         if limited and outcome is not None:
-            # Pause the bucket the limit speaks for, so calls queued behind
-            # this one wait too; the next attempt's acquire does the waiting.
             # A limit on a scope this call was not paced by (GitHub's
             # secondary limit, a bare 429) holds back the whole integration.
             paused = outcome.scope if outcome.scope == scope else "default"
+            # Rate limits in a row on one scope wait ever longer: at least
+            # the floor (even after "Retry-After: 0"), and a provider's
+            # guessed wait grows too.
+            strikes = self._strikes.get(paused, 0) + 1
+            self._strikes[paused] = strikes
+            growth = min(2.0 ** (strikes - 1), MAX_GROWTH)
+            delay = max(delay, RATE_LIMIT_FLOOR * growth)
+            if outcome.grows and retry_after is not None:
+                delay = max(delay, retry_after * growth)
+            # Pause the bucket the limit speaks for, so calls queued behind
+            # this one wait too; the next attempt's acquire does the waiting.
             self.limiter.pause(paused, delay)
         out_of_time = self._clock() + delay > deadline
         if attempt >= call.retry.attempts or out_of_time:
@@ -457,14 +572,27 @@ class Integration:
 
 
 class _Call:
-    """One prepared call; shared by every attempt."""
+    """One prepared call; shared by every attempt.
 
-    __slots__ = ("body", "headers", "may_resend", "method", "retry", "timeout", "url")
+    ``path`` is the URL's path under the base URL, without the query.
+    """
+
+    __slots__ = (
+        "body",
+        "headers",
+        "may_resend",
+        "method",
+        "path",
+        "retry",
+        "timeout",
+        "url",
+    )
 
     def __init__(
         self,
         method: str,
         url: str,
+        path: str,
         headers: dict[str, str],
         body: bytes | None,
         timeout: urllib3.Timeout | None,
@@ -474,10 +602,24 @@ class _Call:
         self.retry = retry
         self.method = method
         self.url = url
+        self.path = path
         self.headers = headers
         self.body = body
         self.timeout = timeout
         self.may_resend = may_resend
+
+    def with_headers(self, headers: dict[str, str]) -> _Call:
+        """The same call sent with ``headers``."""
+        return _Call(
+            self.method,
+            self.url,
+            self.path,
+            headers,
+            self.body,
+            self.timeout,
+            self.may_resend,
+            self.retry,
+        )
 
 
 def _encode_body(
@@ -526,13 +668,52 @@ def _from_cached(entry: CachedResponse) -> requests.Response:
     response.url = entry.url
     response.encoding = requests.utils.get_encoding_from_headers(response.headers)
     response.from_cache = True  # type: ignore[attr-defined]  # documented extension
+    response.stale = False  # type: ignore[attr-defined]  # documented extension
     return response
 
 
 def _copy_response(response: requests.Response) -> requests.Response:
     copy = _from_cached(_to_cached(response))
-    copy.from_cache = False  # type: ignore[attr-defined]  # it came from the network
+    # A copy of a network answer says so; one of a revalidated entry does not.
+    copy.from_cache = getattr(response, "from_cache", False)  # type: ignore[attr-defined]
     return copy
+
+
+def _refreshed(entry: CachedResponse, answer: requests.Response) -> CachedResponse:
+    """``entry`` updated by a 304 ``answer``: its new headers, validators and
+    arrival time, the stored body."""
+    headers = CaseInsensitiveDict(dict(entry.headers))
+    for name, value in answer.headers.items():
+        if name.lower() not in _KEEP_ON_304:
+            headers[name] = value
+    return dataclasses.replace(
+        entry,
+        headers=tuple(headers.items()),
+        stored_at=time.time(),
+        etag=headers.get("ETag"),
+        last_modified=headers.get("Last-Modified"),
+    )
+
+
+def _storability(cache_control: str | None) -> tuple[bool, float | None]:
+    """``(may store, seconds fresh)`` from a response's ``Cache-Control``.
+
+    ``no-store`` is never stored. ``no-cache`` and ``max-age=0`` are stored
+    for revalidation only (fresh for 0 s). ``private`` is stored: this is
+    one client's own cache, keyed by its credentials. Other directives leave
+    the route's TTL in charge.
+    """
+    if not cache_control:
+        return True, None
+    fresh_for: float | None = None
+    for part in cache_control.lower().split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name == "no-store":
+            return False, None
+        if name == "no-cache" or (name == "max-age" and value.strip(' "') == "0"):
+            fresh_for = 0.0
+    return True, fresh_for
 
 
 __all__ = ["Integration", "route_of", "to_response"]

@@ -265,7 +265,8 @@ def to_response(
     state["reason"] = raw.reason or ""
     state["encoding"] = _encoding(headers.get("content-type"))
     state["elapsed"] = datetime.timedelta(seconds=elapsed)
-    state["from_cache"] = False  # documented extension
+    state["from_cache"] = False  # documented extensions
+    state["stale"] = False
     return response
 
 

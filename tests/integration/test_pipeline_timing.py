@@ -6,6 +6,9 @@ long the pipeline *decides* to wait without ever waiting for real.
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 from conftest import Upstream, json_answer
 
@@ -231,3 +234,160 @@ def test_github_secondary_limit_pauses_whole_integration(upstream: Upstream) -> 
         integration.request("GET", "/search/issues")
     integration.request("GET", "/user")
     assert sum(fake.sleeps) >= 45
+
+
+# -- growing waits, pacing and queued calls ----------------------------------
+
+
+def test_retry_after_zero_still_waits_a_growing_minimum(upstream: Upstream) -> None:
+    """429 with Retry-After: 0 waits at least 1 s, then 2 s on the next one."""
+    fake = FakeTime()
+    zero = json_answer(429, {}, Retry_After="0")
+    upstream.script("GET", "/x", zero, zero, json_answer(200, {}))
+    integration = make(upstream, fake)
+    assert integration.request("GET", "/x").status_code == 200
+    assert len(fake.sleeps) == 2
+    assert fake.sleeps[0] >= 1.0
+    assert fake.sleeps[1] >= 2.0
+
+
+def test_github_repeated_secondary_limit_waits_longer(upstream: Upstream) -> None:
+    """A second secondary limit in a row waits at least 120 s, not 60 again."""
+    from revo_sdk_plugins.github import GitHubProvider
+
+    fake = FakeTime()
+    secondary = json_answer(
+        403, {"message": "You have exceeded a secondary rate limit"}
+    )
+    upstream.script("GET", "/user", secondary, secondary, json_answer(200, {}))
+    config = IntegrationConfig(
+        name="github",
+        base_url=upstream.url,
+        breaker=BreakerPolicy(enabled=False),
+        retry=RetryPolicy(base_delay=0.1, deadline=600),
+    )
+    integration = Integration(
+        config, GitHubProvider(), clock=fake.clock, sleep=fake.sleep
+    )
+    assert integration.request("GET", "/user").status_code == 200
+    assert len(fake.sleeps) == 2
+    assert fake.sleeps[0] >= 60
+    assert fake.sleeps[1] >= 120
+    assert integration._strikes == {}  # the success forgot the streak
+
+
+def test_exhausted_quota_header_paces_the_next_call(upstream: Upstream) -> None:
+    """A 200 saying no quota is left holds the next call until the reset."""
+    from revo_sdk_plugins.github import GitHubProvider
+
+    fake = FakeTime()
+    wall = [1_700_000_000.0]
+    spent = json_answer(
+        200,
+        {},
+        x_ratelimit_limit="5000",
+        x_ratelimit_remaining="0",
+        x_ratelimit_reset=str(int(wall[0]) + 40),
+        x_ratelimit_resource="core",
+    )
+    upstream.script("GET", "/user", spent, json_answer(200, {}))
+    config = IntegrationConfig(
+        name="github",
+        base_url=upstream.url,
+        breaker=BreakerPolicy(enabled=False),
+        retry=RetryPolicy(deadline=600),
+        limiter=LimiterPolicy(rate=100, burst=100, max_wait=600),
+    )
+    integration = Integration(
+        config, GitHubProvider(), clock=fake.clock, sleep=fake.sleep
+    )
+    integration.limiter._wall = lambda: wall[0]
+    integration.request("GET", "/user", cache=False)
+    assert fake.sleeps == []
+    integration.request("GET", "/user", cache=False)
+    assert 39 <= sum(fake.sleeps) <= 41
+
+
+class ManualTime:
+    """A clock shared by threads: sleepers block until the test moves time on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.cond = threading.Condition()
+        self.sleeping = 0
+
+    def clock(self) -> float:
+        with self.cond:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.cond:
+            until = self.now + max(seconds, 0.0)
+            self.sleeping += 1
+            self.cond.notify_all()
+            ok = self.cond.wait_for(lambda: self.now >= until, timeout=10)
+            self.sleeping -= 1
+        assert ok, "nobody moved the clock on"
+
+    def advance_when_sleeping(self, count: int, seconds: float) -> None:
+        """Wait (up to 10 s real time) for ``count`` sleepers, then move on."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: self.sleeping >= count, timeout=10)
+            assert ok, f"expected {count} sleepers, saw {self.sleeping}"
+            self.now += seconds
+            self.cond.notify_all()
+
+
+def test_queued_calls_wait_out_a_secondary_limit(upstream: Upstream) -> None:
+    """After /search/code's 403 secondary limit (quota left, no Retry-After),
+    two more calls on the same token wait too: nothing leaves before 60 s,
+    then each of the three calls succeeds once."""
+    from revo_sdk_plugins.github import GitHubProvider
+
+    manual = ManualTime()
+    sent_at: list[float] = []
+
+    def stamped(answer: Any) -> Any:
+        def reply(_seen: Any) -> Any:
+            sent_at.append(manual.now)
+            return answer
+
+        return reply
+
+    secondary = json_answer(
+        403,
+        {"message": "You have exceeded a secondary rate limit."},
+        x_ratelimit_remaining="6",
+        x_ratelimit_resource="code_search",
+    )
+    ok = json_answer(200, {"total_count": 0, "items": []})
+    upstream.script("GET", "/search/code", stamped(secondary), stamped(ok))
+    config = IntegrationConfig(
+        name="github",
+        base_url=upstream.url,
+        token="t",
+        breaker=BreakerPolicy(enabled=False),
+        retry=RetryPolicy(base_delay=0.1, deadline=600),
+    )
+    integration = Integration(
+        config, GitHubProvider(), clock=manual.clock, sleep=manual.sleep
+    )
+    statuses: list[int] = []
+
+    def search(q: str) -> None:
+        response = integration.request("GET", "/search/code", params={"q": q})
+        statuses.append(response.status_code)
+
+    first = threading.Thread(target=search, args=("a",))
+    first.start()
+    manual.advance_when_sleeping(1, 0.0)  # the first call now waits its 60 s
+    queued = [threading.Thread(target=search, args=(q,)) for q in ("b", "c")]
+    for thread in queued:
+        thread.start()
+    manual.advance_when_sleeping(3, 60.0)
+    for thread in [first, *queued]:
+        thread.join(10)
+    assert statuses == [200, 200, 200]
+    assert len(upstream.calls("GET")) == 4
+    start = sent_at[0]
+    assert all(at >= start + 60 for at in sent_at[1:])
