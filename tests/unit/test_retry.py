@@ -7,6 +7,7 @@ import datetime
 import email.utils
 import math
 import random
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from revo_sdk import RetryPolicy
 from revo_sdk._config import RetryStrategy
-from revo_sdk._retry import backoff_delay, parse_retry_after
+from revo_sdk._retry import RetryBudget, backoff_delay, parse_retry_after
 
 STRATEGIES: tuple[RetryStrategy, ...] = (
     "exponential",
@@ -188,3 +189,144 @@ def test_parse_retry_after_round_trips_imf_fixdates(
     header = email.utils.format_datetime(when, usegmt=True)
     now = when.timestamp() - offset
     assert parse_retry_after(header, now=now) == pytest.approx(max(0, offset))
+
+
+# -- the retry budget ---------------------------------------------------------
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_retry_budget_quiet_integration_gets_the_floor() -> None:
+    """With no traffic, min_per_second * window retries are allowed, no more."""
+    budget = RetryBudget(0.2, 1.0, 10.0, clock=FakeClock())
+    granted = [budget.can_retry() for _ in range(15)]
+    assert granted == [True] * 10 + [False] * 5
+
+
+def test_retry_budget_allows_a_share_of_requests() -> None:
+    """100 requests at 20 % with a floor of 10 allow exactly 30 retries."""
+    budget = RetryBudget(0.2, 1.0, 10.0, clock=FakeClock())
+    for _ in range(100):
+        budget.record_request()
+    assert sum(budget.can_retry() for _ in range(50)) == 30
+    assert budget.snapshot() == {"requests": 100.0, "retries": 30.0, "available": 0.0}
+
+
+def test_retry_budget_forgets_traffic_older_than_the_window() -> None:
+    """Once the window has passed, old requests and retries no longer count."""
+    clock = FakeClock()
+    budget = RetryBudget(0.5, 0.0, 10.0, clock=clock)
+    for _ in range(10):
+        budget.record_request()
+    assert sum(budget.can_retry() for _ in range(10)) == 5
+    clock.now += 5.0
+    assert not budget.can_retry()
+    clock.now += 5.0
+    assert budget.snapshot()["requests"] == 0.0
+    assert not budget.can_retry()
+    budget.record_request()
+    budget.record_request()
+    assert budget.can_retry()
+
+
+def test_retry_budget_caps_the_load_of_an_outage() -> None:
+    """1,000 failing calls that would each retry 3 times send about 1.2x, not 4x."""
+    budget = RetryBudget(0.2, 1.0, 10.0, clock=FakeClock())
+    sent = 0
+    for _ in range(1000):
+        budget.record_request()
+        sent += 1
+        for _ in range(3):
+            if not budget.can_retry():
+                break
+            sent += 1
+    assert sent <= 1000 * 1.2 + 10
+
+
+def test_retry_budget_is_exact_under_threads() -> None:
+    """Eight threads racing for retries get exactly the budget between them."""
+    budget = RetryBudget(0.2, 1.0, 10.0, clock=FakeClock())
+    for _ in range(50):
+        budget.record_request()
+    start = threading.Barrier(8)
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def racer() -> None:
+        start.wait(timeout=5.0)
+        mine = sum(budget.can_retry() for _ in range(100))
+        with lock:
+            granted.append(mine)
+
+    threads = [threading.Thread(target=racer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5.0)
+    assert sum(granted) == 20
+
+
+@settings(max_examples=200)
+@given(
+    ratio=st.floats(0.0, 1.0),
+    floor=st.floats(0.0, 2.0),
+    ops=st.lists(
+        st.one_of(
+            st.just(("request", 0.0)),
+            st.just(("retry", 0.0)),
+            # Whole seconds: the window slides in tenths of its 10 s.
+            st.tuples(st.just("advance"), st.integers(0, 4).map(float)),
+        ),
+        max_size=120,
+    ),
+)
+def test_retry_budget_never_grants_more_than_its_share(
+    ratio: float, floor: float, ops: list[tuple[str, float]]
+) -> None:
+    """Retries granted over the last window never exceed ratio * requests + floor."""
+    clock = FakeClock()
+    budget = RetryBudget(ratio, floor, 10.0, clock=clock)
+    history: list[tuple[float, str]] = []
+    for name, amount in ops:
+        if name == "advance":
+            clock.now += amount
+        elif name == "request":
+            budget.record_request()
+            history.append((clock.now, name))
+        elif budget.can_retry():
+            history.append((clock.now, name))
+            # Everything still counted lies within the last full window.
+            recent = [kind for at, kind in history if at > clock.now - 10.0]
+            retries = recent.count("retry")
+            assert retries <= ratio * recent.count("request") + floor * 10.0 + 1e-9
+
+
+def test_retry_budget_from_policy_follows_its_fields() -> None:
+    """RetryPolicy's budget fields build the budget; budget_ratio=None builds none."""
+    assert RetryBudget.from_policy(RetryPolicy(budget_ratio=None)) is None
+    budget = RetryBudget.from_policy(
+        RetryPolicy(budget_ratio=0.5, budget_floor=0.0, budget_window=4.0),
+        clock=FakeClock(),
+    )
+    assert budget is not None
+    budget.record_request()
+    budget.record_request()
+    assert [budget.can_retry(), budget.can_retry()] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("1.5", 2.0), ("-1", None), ("1m0s", None)]
+)
+def test_parse_retry_after_issue_values_fall_back_without_crashing(
+    value: str, expected: float | None
+) -> None:
+    """The values other clients choke on: a fraction rounds up, the rest are None."""
+    assert parse_retry_after(value, now=OCT_21) == expected
