@@ -358,3 +358,26 @@ def test_unknown_webhook_integration_never_becomes_a_metric_label(
     }
     assert "made_up_name" not in labels
     assert "?" in labels
+
+
+def test_cache_keys_differ_by_accept_and_api_version(
+    client: Client, upstream: Upstream
+) -> None:
+    """Responses asked for with another Accept or API version are not shared."""
+    upstream.script("GET", "/things/9", json_answer(200, {"id": 9}))
+    client.echo.get("/things/9")
+    client.echo.get("/things/9", headers={"Accept": "application/vnd.raw"})
+    client.echo.get("/things/9", headers={"X-GitHub-Api-Version": "2026-03-10"})
+    assert len(upstream.calls("GET", "/things/9")) == 3
+    repeat = client.echo.get("/things/9", headers={"Accept": "application/vnd.raw"})
+    assert repeat.from_cache is True
+    assert len(upstream.calls("GET", "/things/9")) == 3
+
+
+def test_cache_keys_differ_by_credential(client: Client, upstream: Upstream) -> None:
+    """A response fetched with one token is never served to another token."""
+    upstream.script("GET", "/things/8", json_answer(200, {"id": 8}))
+    client.echo.get("/things/8")
+    other = client.echo.get("/things/8", headers={"Authorization": "Bearer other"})
+    assert other.from_cache is False
+    assert len(upstream.calls("GET", "/things/8")) == 2

@@ -14,10 +14,12 @@ from conftest import Upstream, json_answer
 
 from revo_sdk import (
     BreakerPolicy,
+    CachePolicy,
     IntegrationConfig,
     LimiterPolicy,
     Provider,
     RateLimitedError,
+    RetryExhaustedError,
     RetryPolicy,
 )
 from revo_sdk._pipeline import Integration
@@ -391,3 +393,125 @@ def test_queued_calls_wait_out_a_secondary_limit(upstream: Upstream) -> None:
     assert len(upstream.calls("GET")) == 4
     start = sent_at[0]
     assert all(at >= start + 60 for at in sent_at[1:])
+
+
+# -- cache revalidation and stale-if-error -----------------------------------
+
+
+class Cached(Provider):
+    name = "cached"
+    default_cache = CachePolicy(route_ttls=(("/things/*", 60.0),))
+
+
+def make_cached(upstream: Upstream, fake: FakeTime, **config: Any) -> Integration:
+    settings: dict[str, Any] = {
+        "name": "cached",
+        "base_url": upstream.url,
+        "breaker": BreakerPolicy(enabled=False),
+        "retry": RetryPolicy(base_delay=0.1, max_attempts=2, deadline=600),
+        **config,
+    }
+    return Integration(
+        IntegrationConfig(**settings), Cached(), clock=fake.clock, sleep=fake.sleep
+    )
+
+
+def test_cache_revalidates_with_etag_and_serves_304(upstream: Upstream) -> None:
+    """A stale entry is revalidated with If-None-Match; a 304 is served from it."""
+    fake = FakeTime()
+    upstream.script(
+        "GET",
+        "/things/1",
+        json_answer(200, {"v": 1}, ETag='"v1"'),
+        (304, {"ETag": '"v1"', "X-Fresh": "yes"}, b""),
+    )
+    integration = make_cached(upstream, fake)
+    assert integration.request("GET", "/things/1").from_cache is False
+    fake.now += 61  # past the route's 60 s TTL
+    again = integration.request("GET", "/things/1")
+    assert (again.status_code, again.json(), again.from_cache) == (200, {"v": 1}, True)
+    assert again.headers["X-Fresh"] == "yes"
+    first, second = upstream.calls("GET")
+    assert "If-None-Match" not in first.headers
+    assert second.headers["If-None-Match"] == '"v1"'
+    assert integration.request("GET", "/things/1").from_cache is True  # fresh again
+    assert len(upstream.calls("GET")) == 2
+
+
+def test_cache_revalidates_with_last_modified(upstream: Upstream) -> None:
+    """Without an ETag, Last-Modified is sent back as If-Modified-Since."""
+    fake = FakeTime()
+    stamp = "Wed, 21 Oct 2015 07:28:00 GMT"
+    upstream.script(
+        "GET",
+        "/things/2",
+        json_answer(200, {"v": 2}, Last_Modified=stamp),
+        (304, {}, b""),
+    )
+    integration = make_cached(upstream, fake)
+    integration.request("GET", "/things/2")
+    fake.now += 61
+    assert integration.request("GET", "/things/2").json() == {"v": 2}
+    assert upstream.calls("GET")[1].headers["If-Modified-Since"] == stamp
+
+
+def test_cache_no_cache_response_is_revalidated_every_time(upstream: Upstream) -> None:
+    """Cache-Control: no-cache stores the response for revalidation only."""
+    fake = FakeTime()
+    upstream.script(
+        "GET",
+        "/things/3",
+        json_answer(200, {"v": 3}, ETag='"e3"', Cache_Control="private, no-cache"),
+        (304, {"ETag": '"e3"'}, b""),
+    )
+    integration = make_cached(upstream, fake)
+    integration.request("GET", "/things/3")
+    assert integration.request("GET", "/things/3").json() == {"v": 3}
+    assert upstream.calls("GET")[1].headers["If-None-Match"] == '"e3"'
+
+
+def test_cache_no_store_is_never_stored(upstream: Upstream) -> None:
+    """Cache-Control: no-store sends every GET upstream."""
+    fake = FakeTime()
+    upstream.script(
+        "GET", "/things/4", json_answer(200, {}, Cache_Control="no-store", ETag='"x"')
+    )
+    integration = make_cached(upstream, fake)
+    integration.request("GET", "/things/4")
+    integration.request("GET", "/things/4")
+    assert len(upstream.calls("GET")) == 2
+    assert "If-None-Match" not in upstream.calls("GET")[1].headers
+
+
+def test_cache_errors_are_never_stored(upstream: Upstream) -> None:
+    """A 404 on a cached route is not kept; the next GET asks again."""
+    fake = FakeTime()
+    upstream.script(
+        "GET", "/things/5", json_answer(404, {}), json_answer(200, {"v": 5})
+    )
+    integration = make_cached(upstream, fake)
+    assert integration.request("GET", "/things/5").status_code == 404
+    assert integration.request("GET", "/things/5").json() == {"v": 5}
+
+
+def test_cache_serves_stale_entry_when_upstream_fails(upstream: Upstream) -> None:
+    """Without a fallback, a failing upstream is answered by the stale entry."""
+    fake = FakeTime()
+    upstream.script(
+        "GET", "/things/6", json_answer(200, {"v": 6}), json_answer(503, {})
+    )
+    integration = make_cached(upstream, fake)
+    integration.request("GET", "/things/6")
+    fake.now += 61
+    stale = integration.request("GET", "/things/6")
+    assert (stale.json(), stale.from_cache, stale.stale) == ({"v": 6}, True, True)
+    assert integration.request("GET", "/things/6", fallback="fb") == "fb"
+
+
+def test_cache_without_stale_entry_raises_on_failure(upstream: Upstream) -> None:
+    """stale-if-error needs an entry: with none, the error reaches the caller."""
+    fake = FakeTime()
+    upstream.script("GET", "/things/7", json_answer(503, {}))
+    integration = make_cached(upstream, fake)
+    with pytest.raises(RetryExhaustedError):
+        integration.request("GET", "/things/7")
