@@ -105,7 +105,9 @@ class AlertRule:
         if self.comparison not in COMPARISONS:
             raise ValueError(f"rule {self.name!r}: unknown comparison")
         if self.severity not in SEVERITIES:
-            raise ValueError(f"rule {self.name!r}: severity must be one of {SEVERITIES}")
+            raise ValueError(
+                f"rule {self.name!r}: severity must be one of {SEVERITIES}"
+            )
         if self.window <= 0 or self.cooldown < 0:
             raise ValueError(f"rule {self.name!r}: window > 0 and cooldown >= 0")
 
@@ -528,7 +530,8 @@ def list_alerts(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Alert history, newest first."""
-    clauses, params = ["1"], []
+    clauses: list[str] = ["1"]
+    params: list[Any] = []
     if firing_only:
         clauses.append("resolved_at IS NULL")
     if integration is not None:
@@ -541,7 +544,7 @@ def list_alerts(
         "SELECT id, rule, integration, severity, metric, value, threshold,"  # noqa: S608 - placeholders only
         " message, fired_at, resolved_at, resolved_value FROM alerts"
         f" WHERE {' AND '.join(clauses)} ORDER BY fired_at DESC, id DESC LIMIT ?",
-        [*params, limit],
+        (*params, limit),
     )
     return [_alert_dict(row) for row in rows]
 

@@ -65,7 +65,7 @@ def status_data(db: Database, *, now: float | None = None) -> dict[str, Any]:
 
 def status_text(data: dict[str, Any]) -> str:
     """The status table and the service-level lines, as plain text."""
-    from .cli import render_table  # noqa: PLC0415 - cli imports this module
+    from .cli import render_table
 
     integrations = data["integrations"]
     if not integrations:
@@ -120,7 +120,7 @@ def print_status(db_path: str | Path, *, echo: Any = click.echo) -> str:
 
 
 def _alerts_group() -> click.Group:
-    from .cli import (  # noqa: PLC0415 - cli imports this module
+    from .cli import (
         DefaultGroup,
         _since_option,
         _when,
@@ -202,7 +202,9 @@ def _alerts_group() -> click.Group:
             return
         for key in ("id", "rule", "integration", "severity", "state", "metric"):
             click.echo(f"{key + ':':<15}{alert[key]}")
-        click.echo(f"{'value:':<15}{_num(alert['value'])} (threshold {alert['threshold']:g})")
+        click.echo(
+            f"{'value:':<15}{_num(alert['value'])} (threshold {alert['threshold']:g})"
+        )
         click.echo(f"{'fired:':<15}{_when(alert['fired_at'])}")
         click.echo(f"{'resolved:':<15}{_when(alert['resolved_at'])}")
         if alert["resolved_at"] is not None:

@@ -102,7 +102,7 @@ def recent_results(
         " SELECT *, ROW_NUMBER() OVER (PARTITION BY integration"
         f" ORDER BY ts DESC, id DESC) AS n FROM health_checks {where})"
         " WHERE n <= ? ORDER BY integration, ts DESC, n",
-        params,
+        tuple(params),
     )
     found: dict[str, list[HealthResult]] = {}
     for name, ok, status, latency, error, ts in rows:
@@ -123,7 +123,7 @@ def uptime(
     rows = db.query(
         "SELECT integration, AVG(ok) FROM health_checks WHERE ts >= ?"  # noqa: S608 - placeholders only
         f"{extra} GROUP BY integration",
-        params,
+        tuple(params),
     )
     return {name: float(value) for name, value in rows}
 
@@ -179,9 +179,7 @@ def assess(
 # -- webhook queue figures -----------------------------------------------------
 
 
-def webhook_lags(
-    db: Database, *, since: float | None = None
-) -> dict[str, list[float]]:
+def webhook_lags(db: Database, *, since: float | None = None) -> dict[str, list[float]]:
     """Seconds from receipt to processing of done deliveries, per integration,
     sorted (read from the queue table)."""
     rows = db.query(
@@ -355,10 +353,16 @@ def service_levels(
     mean_ms = (
         sum(m * w for m, w in weighted) / total_weight if total_weight > 0 else None
     )
-    lags = sorted(v for values in webhook_lags(db, since=since).values() for v in values)
+    lags = sorted(
+        v for values in webhook_lags(db, since=since).values() for v in values
+    )
     lag = percentile(lags, 95)
     measured = [
-        (rate, rate is not None and rate > 0.98, f"{rate:.2%}" if rate is not None else "-"),
+        (
+            rate,
+            rate is not None and rate > 0.98,
+            f"{rate:.2%}" if rate is not None else "-",
+        ),
         (
             mean_ms,
             mean_ms is not None and mean_ms < 2000,
@@ -420,7 +424,7 @@ class HealthScheduler:
         self.interval = interval
         self.jitter = jitter
         self._after = after_round
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -441,7 +445,9 @@ class HealthScheduler:
                 result = self._probe(name)
             except Exception as exc:  # a probe reports, it never kills the thread
                 log.warning("health probe of %s crashed: %s", name, type(exc).__name__)
-                result = HealthResult(name, False, 0, 0.0, type(exc).__name__, time.time())
+                result = HealthResult(
+                    name, False, 0, 0.0, type(exc).__name__, time.time()
+                )
             results.append(result)
             try:
                 self._store(result)

@@ -168,9 +168,7 @@ class _Latencies:
     def percentile(self, pct: float) -> float | None:
         if not self.buckets:
             return percentile(self.raw, pct)
-        return weighted_percentile(
-            [*((v, 1) for v in self.raw), *self.buckets], pct
-        )
+        return weighted_percentile([*((v, 1) for v in self.raw), *self.buckets], pct)
 
     def mean(self) -> float | None:
         n = len(self.raw) + sum(count for _, count in self.buckets)

@@ -71,7 +71,7 @@ class Monitor:
             store=self._store,
             interval=interval,
             jitter=jitter,
-            after_round=self.evaluate,
+            after_round=self._evaluate_quietly,
         )
 
     def check(self, name: str) -> HealthResult:
@@ -111,6 +111,9 @@ class Monitor:
         """Flush metrics, then evaluate every alert rule once."""
         self._client.metrics.flush()
         return self.alerts.evaluate(self._client.integrations)
+
+    def _evaluate_quietly(self) -> None:
+        self.evaluate()
 
     def add_sink(self, sink: AlertSink) -> None:
         """Tell ``sink`` about every alert that fires or resolves."""

@@ -142,9 +142,7 @@ class DashboardApp:
         live = self._live() if self._live is not None else None
         return {
             "generated_at": now,
-            "integrations": collect_status(
-                db, now=now, live=live, names=self._names()
-            ),
+            "integrations": collect_status(db, now=now, live=live, names=self._names()),
             "service_levels": service_levels(db, now=now),
             "alerts": list_alerts(db, limit=20),
         }
@@ -263,7 +261,9 @@ def _fmt(value: Any, kind: str = "") -> str:
     return html.escape(str(value))
 
 
-def _sparkline(points: Sequence[float | None], width: int = 240, height: int = 48) -> str:
+def _sparkline(
+    points: Sequence[float | None], width: int = 240, height: int = 48
+) -> str:
     """An inline SVG polyline of ``points`` (None leaves a gap)."""
     values = [p for p in points if p is not None]
     top = max(values) if values else 0.0
@@ -346,7 +346,7 @@ def render_page(data: Mapping[str, Any], history: Mapping[str, Any]) -> str:
     )
     alert_rows = "".join(
         f"<tr><td>{_fmt(a['rule'])}</td><td>{_fmt(a['integration'])}</td>"
-        f'<td class="{"fail" if a["state"] == "firing" else "pass"}">{_fmt(a["state"])}</td>'
+        f'<td class="{_state_class(a["state"])}">{_fmt(a["state"])}</td>'
         f"<td>{_fmt(a['severity'])}</td><td>{_when(a['fired_at'])}</td>"
         f"<td>{_when(a['resolved_at'])}</td><td>{_fmt(a['message'])}</td></tr>"
         for a in data["alerts"]
@@ -368,7 +368,8 @@ def render_page(data: Mapping[str, Any], history: Mapping[str, Any]) -> str:
         label = html.escape(name)
         charts.append(
             f'<div class="chart" data-integration="{label}"><h3>{label}</h3>'
-            f"<figure><figcaption>calls / minute</figcaption>{_sparkline(calls)}</figure>"
+            "<figure><figcaption>calls / minute</figcaption>"
+            f"{_sparkline(calls)}</figure>"
             f"<figure><figcaption>errors / minute</figcaption>{_sparkline(errors)}"
             "</figure><figure><figcaption>mean latency (ms)</figcaption>"
             f"{_sparkline(latency)}</figure></div>"
@@ -387,6 +388,10 @@ def render_page(data: Mapping[str, Any], history: Mapping[str, Any]) -> str:
         f'<div class="charts">{"".join(charts) or "<p>No calls recorded.</p>"}</div>'
         "</body></html>"
     )
+
+
+def _state_class(state: str) -> str:
+    return "fail" if state == "firing" else "pass"
 
 
 def _level_class(passed: bool | None) -> str:

@@ -55,7 +55,7 @@ class PrometheusUnavailable(RuntimeError):
 
 def _client() -> Any:
     try:
-        import prometheus_client.core as core  # noqa: PLC0415 - optional extra
+        import prometheus_client.core as core
     except ImportError as exc:
         raise PrometheusUnavailable(
             "the Prometheus endpoint needs prometheus-client: "
@@ -109,6 +109,7 @@ class StoreCollector:
             labels=_CALL_LABELS,
         )
         totals: dict[tuple[str, ...], list[int]] = {}
+        key: tuple[str, ...]
         for integ, method, route, outcome, retry, n in db.query(
             "SELECT integration, method, route, outcome, attempt > 1, COUNT(*)"
             " FROM metric_attempts GROUP BY 1, 2, 3, 4, 5"
@@ -169,7 +170,9 @@ class StoreCollector:
                 )
             return families[name]
 
-        wait_events = {integ for (integ, kind, _) in counts if kind == "rate_limit_wait"}
+        wait_events = {
+            integ for (integ, kind, _) in counts if kind == "rate_limit_wait"
+        }
         for (integ, kind, detail), (n, total) in sorted(counts.items()):
             name = EVENT_METRICS.get(kind)
             if name is None or BY_NAME[name].instrument != "counter":
@@ -186,7 +189,10 @@ class StoreCollector:
                 )
             elif len(labels) == 2:
                 family(name, labels).add_metric([integ, detail], n)
-                if kind == "webhook_rejected" and detail not in NON_VERIFICATION_REASONS:
+                if (
+                    kind == "webhook_rejected"
+                    and detail not in NON_VERIFICATION_REASONS
+                ):
                     ver = "revo.webhook.verification.failures"
                     family(ver, BY_NAME[ver].labels).add_metric([integ, detail], n)
             else:
@@ -325,7 +331,9 @@ def _add_event(
     found[1] += total
 
 
-def _hist(hist: dict[tuple[str, ...], list[float]], key: tuple[str, ...]) -> list[float]:
+def _hist(
+    hist: dict[tuple[str, ...], list[float]], key: tuple[str, ...]
+) -> list[float]:
     # Bucket counts, the unbounded bucket, then the sum in milliseconds.
     series = hist.get(key)
     if series is None:
@@ -355,10 +363,10 @@ def render(
     :raises PrometheusUnavailable: when prometheus-client is not installed.
     """
     _client()
-    from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
+    from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(db, live=live, now=now))  # type: ignore[arg-type]  # structural collector
+    registry.register(StoreCollector(db, live=live, now=now))
     output: bytes = generate_latest(registry)
     return output
 

@@ -91,7 +91,9 @@ def compact(
     with db.write() as conn:
         hour_cut = now - keep.hour
         done["hours_pruned"] = (
-            conn.execute("DELETE FROM metric_rollups WHERE ts < ?", (hour_cut,)).rowcount
+            conn.execute(
+                "DELETE FROM metric_rollups WHERE ts < ?", (hour_cut,)
+            ).rowcount
             + conn.execute(
                 "DELETE FROM metric_event_rollups WHERE ts < ?", (hour_cut,)
             ).rowcount
@@ -216,7 +218,8 @@ def _roll_events(
 
 
 def _where(since: float | None, integration: str | None) -> tuple[str, list[Any]]:
-    clauses, params = ["1"], []
+    clauses: list[str] = ["1"]
+    params: list[Any] = []
     if since is not None:
         # A bucket counts when it starts in the window (its start is
         # floored, so up to one bucket before ``since`` may be included).
@@ -242,9 +245,21 @@ def attempt_groups(
         " json_group_array(latency_hist)"
         f" FROM metric_rollups WHERE {where}"
         " GROUP BY integration, method, route, outcome, retry",
-        params,
+        tuple(params),
     )
-    for integ, method, route, outcome, retry, n, waits, wait_ms, lat_n, lat, hists in rows:
+    for (
+        integ,
+        method,
+        route,
+        outcome,
+        retry,
+        n,
+        waits,
+        wait_ms,
+        lat_n,
+        lat,
+        hists,
+    ) in rows:
         counts = [0] * (len(BOUNDS_MS) + 1)
         for hist in json.loads(hists):
             for i, count in enumerate(json.loads(hist)):
@@ -274,7 +289,7 @@ def event_groups(
         "SELECT integration, kind, detail, SUM(n), TOTAL(value),"  # noqa: S608 - placeholders only
         " MAX(last_ts) FROM metric_event_rollups"
         f" WHERE {where} GROUP BY integration, kind, detail",
-        params,
+        tuple(params),
     )
     for integ, kind, detail, n, total, last_ts in rows:
         yield {
@@ -310,9 +325,11 @@ def per_minute(
     Each point has ``ts`` (minute start), ``calls``, ``errors`` and
     ``mean_ms`` (None when no attempt went to the network).
     """
-    extra, params = "", [since]
+    extra = ""
+    params: tuple[object, ...] = (since,)
     if integration is not None:
-        extra, params = " AND integration = ?", [since, integration]
+        extra = " AND integration = ?"
+        params = (since, integration)
     points: dict[tuple[str, float], list[float]] = {}
     raw = db.query(
         "SELECT integration, CAST(ts / 60 AS INTEGER) * 60,"  # noqa: S608 - placeholders only
@@ -329,7 +346,7 @@ def per_minute(
         " THEN n ELSE 0 END), TOTAL(CASE WHEN outcome IN ('ok', 'cache_hit')"
         " THEN n ELSE 0 END), TOTAL(latency_n), TOTAL(latency_sum_ms)"
         f" FROM metric_rollups WHERE resolution = 60 AND ts >= ?{extra} GROUP BY 1, 2",
-        params,
+        tuple(params),
     )
     for name, ts, calls, ok, lat_n, lat_sum in [*raw, *rolled]:
         point = points.setdefault((name, float(ts)), [0.0, 0.0, 0.0, 0.0])
