@@ -650,7 +650,7 @@ def test_pass_through_app_sees_rewound_body_and_its_2xx_is_sent(
 
 
 def test_pass_through_failing_app_answers_202(
-    manager: WebhookManager, db: Database, caplog: pytest.LogCaptureFixture
+    manager: WebhookManager, db: Database
 ) -> None:
     """An app that raises or answers 4xx/5xx after the store still gets 202 sent."""
 
@@ -791,3 +791,72 @@ def test_stream_read_error_is_400(app: WebhookMiddleware) -> None:
     )
     assert status.startswith("400")
     assert json.loads(answer) == {"error": "incomplete_body"}
+
+
+def test_slack_slow_handler_answered_before_it_finishes_retries_run_once(
+    tmp_path: Path,
+) -> None:
+    """A Slack event whose handler is still busy is answered 2xx at once; the
+    retries Slack sends meanwhile are 2xx too, and the handler runs once."""
+    import time
+
+    from revo_sdk import Client
+
+    secret = "slack-slow"
+    client = Client(
+        [IntegrationConfig(name="slack", webhook_secrets=(secret,))],
+        db_path=tmp_path / "slow.db",
+        metrics=False,
+    )
+    started = threading.Event()
+    release = threading.Event()
+    runs: list[str] = []
+
+    @client.webhooks.on("slack", "app_mention")
+    def slow(delivery: Any) -> None:
+        runs.append(delivery.delivery_id)
+        started.set()
+        release.wait(30)  # stands in for 5 s of work, ended by the test
+
+    body = json.dumps(
+        {"type": "event_callback", "event_id": "Ev1", "event": {"type": "app_mention"}}
+    ).encode()
+    httpd = make_server(
+        "127.0.0.1",
+        0,
+        WebhookMiddleware(downstream, client),
+        server_class=ThreadingServer,
+        handler_class=QuietHandler,
+    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    client.webhooks.start(threads=2)
+    try:
+        address = ("127.0.0.1", httpd.server_address[1])
+        statuses = []
+        for retry in (None, "1", "2"):
+            ts = str(int(time.time()))
+            base = b"v0:" + ts.encode() + b":" + body
+            headers = {
+                "Content-Type": "application/json",
+                "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": "v0="
+                + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest(),
+            }
+            if retry:
+                headers["X-Slack-Retry-Num"] = retry
+                headers["X-Slack-Retry-Reason"] = "http_timeout"
+            statuses.append(
+                request(address, "POST", "/webhooks/slack", body, headers)[0]
+            )
+            if retry is None:
+                assert started.wait(10)  # the handler is running, not finished
+        assert statuses == [202, 202, 202]
+        assert not release.is_set()  # every answer came while it was busy
+    finally:
+        release.set()
+        client.webhooks.stop()
+        httpd.shutdown()
+        httpd.server_close()
+        client.close()
+    assert runs == ["Ev1"]
