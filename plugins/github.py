@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from requests.structures import CaseInsensitiveDict
+
 from revo_sdk import (
     CachePolicy,
     LimiterPolicy,
@@ -75,10 +77,9 @@ class GitHubProvider(Provider):
         matter).
     :param allow_sha1: also accept the SHA-1 ``X-Hub-Signature`` when a
         delivery has no ``X-Hub-Signature-256`` (old GitHub Enterprise
-        servers). Off by default; to turn it on, register
-        ``GitHubProvider(allow_sha1=True)`` from a plugin of your own (a
-        later plugin overrides a provider of the same name), for example
-        ``Client(plugins=[...])``.
+        servers). Off by default; to turn it on, put
+        ``client.providers["github"] = GitHubProvider(allow_sha1=True)``
+        before registering the integration.
     """
 
     name = "github"
@@ -219,6 +220,8 @@ class GitHubProvider(Provider):
 
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """The ``x-ratelimit-*`` headers, scoped by ``x-ratelimit-resource``."""
+        if _without_quota_headers(headers):
+            return None  # most answers: skip three case-insensitive scans
         limit = header_int(headers, "X-RateLimit-Limit")
         remaining = header_int(headers, "X-RateLimit-Remaining")
         reset = header_int(headers, "X-RateLimit-Reset")
@@ -307,6 +310,18 @@ def _mentions_secondary_limit(body: object) -> bool:
         return False
     head = raw[:_BODY_SCAN].lower()
     return any(marker in head for marker in _SECONDARY_MARKERS)
+
+
+def _without_quota_headers(headers: Mapping[str, str]) -> bool:
+    """True when case-insensitive ``headers`` hold no ``X-RateLimit-*`` field
+    this provider reads; ``False`` (look closer) for other mappings."""
+    if not isinstance(headers, CaseInsensitiveDict):
+        return False
+    return not (
+        "X-RateLimit-Remaining" in headers
+        or "X-RateLimit-Reset" in headers
+        or "X-RateLimit-Limit" in headers
+    )
 
 
 @hookimpl
