@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from requests.structures import CaseInsensitiveDict
+
 from revo_sdk import (
     CachePolicy,
     ConfigurationError,
@@ -181,6 +183,8 @@ class JiraProvider(Provider):
 
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (ISO-8601)."""
+        if _without_quota_headers(headers):
+            return None  # most answers: skip three case-insensitive scans
         limit = header_int(headers, "X-RateLimit-Limit")
         remaining = header_int(headers, "X-RateLimit-Remaining")
         reset = parse_iso8601(header_value(headers, "X-RateLimit-Reset"))
@@ -247,6 +251,18 @@ def _limit_reason(headers: Mapping[str, str]) -> str | None:
         return None
     value = value.lower()
     return value if _SCOPE.fullmatch(value) else "default"
+
+
+def _without_quota_headers(headers: Mapping[str, str]) -> bool:
+    """True when case-insensitive ``headers`` hold no ``X-RateLimit-*`` field
+    this provider reads; ``False`` (look closer) for other mappings."""
+    if not isinstance(headers, CaseInsensitiveDict):
+        return False
+    return not (
+        "X-RateLimit-Remaining" in headers
+        or "X-RateLimit-Reset" in headers
+        or "X-RateLimit-Limit" in headers
+    )
 
 
 @hookimpl

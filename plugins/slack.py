@@ -272,7 +272,8 @@ def slack_error(body: object) -> str | None:
     raw = as_bytes(body)
     if not raw or not looks_like_json(raw):
         return None
-    if len(raw) > _PARSE_LIMIT and not _OK_FALSE.search(raw, 0, 512):
+    # A body that never says "ok": false needs no decoding (most answers).
+    if not _OK_FALSE.search(raw, 0, 512 if len(raw) > _PARSE_LIMIT else len(raw)):
         return None
     try:
         decoded: Any = load_json_object(raw)
