@@ -173,6 +173,7 @@ class CircuitBreaker:
 
         # rate mode, count window: a ring of outcomes (1 = failure).
         self._ring = bytearray(policy.window_size)
+        self._ring_size = policy.window_size
         self._ring_pos = 0
         # rate mode, time window: calls and failures per bucket.
         self._bucket_width = policy.window_duration / TIME_BUCKETS
@@ -260,13 +261,46 @@ class CircuitBreaker:
         elif state != HALF_OPEN or not trial:
             return
 
-        # The clock is needed to open the circuit or to move a time window.
+        # The clock is needed to open the circuit or to move a time window;
+        # it is read, and the bucket index computed, before the lock.
         now = self._clock() if (success is False or self._time_window) else 0.0
+        index = int(now // self._bucket_width) if self._time_window else 0
+        failed = 0 if success else 1
         change: StateChange | None = None
         with self._lock:
             state = self._state
             if state == CLOSED:
-                change = self._count_closed(success is True, now)
+                # Inline arithmetic only: under threads a lock stays cheap
+                # while nothing inside it calls a function.
+                self._failures = self._failures + 1 if failed else 0
+                if not self._rate_mode:
+                    if self._failures >= self._threshold:
+                        change = self._open(now, "consecutive_failures", grow=False)
+                else:
+                    if self._time_window:
+                        if index > self._bucket_index:
+                            self._slide(index)
+                        slot = self._bucket_index % TIME_BUCKETS
+                        self._bucket_calls[slot] += 1
+                        self._bucket_failures[slot] += failed
+                        self._calls += 1
+                    else:
+                        ring = self._ring
+                        pos = self._ring_pos
+                        if self._calls == self._ring_size:
+                            self._window_failures -= ring[pos]
+                        else:
+                            self._calls += 1
+                        ring[pos] = failed
+                        pos += 1
+                        self._ring_pos = pos if pos < self._ring_size else 0
+                    self._window_failures += failed
+                    if (
+                        failed
+                        and self._calls >= self._minimum
+                        and self._window_failures >= self._rate_threshold * self._calls
+                    ):
+                        change = self._open(now, "failure_rate", grow=False)
             elif state == HALF_OPEN and trial:
                 change = self._count_trial(success, now)
         if change is not None:
@@ -362,7 +396,8 @@ class CircuitBreaker:
             result["failure_rate"] = window_failures / calls if calls else 0.0
         return result
 
-    # -- internals (the ``_count_*`` and ``_open`` helpers run under the lock) --
+    # -- internals (``_count_trial``, ``_slide``, ``_open``, ``_close`` and
+    # ``_clear`` run under the lock) --
 
     def _poll(self, now: float) -> str:
         """Return the state at ``now``, after noticing what time has changed."""
@@ -388,44 +423,8 @@ class CircuitBreaker:
                 return self._open(now, "half_open_timeout", grow=True)
         return None
 
-    def _count_closed(self, ok: bool, now: float) -> StateChange | None:
-        if ok:
-            self._failures = 0
-        else:
-            self._failures += 1
-        if not self._rate_mode:
-            if self._failures >= self._threshold:
-                return self._open(now, "consecutive_failures", grow=False)
-            return None
-
-        failed = 0 if ok else 1
-        if self._time_window:
-            self._slide(now)
-            slot = self._bucket_index % TIME_BUCKETS
-            self._bucket_calls[slot] += 1
-            self._bucket_failures[slot] += failed
-            self._calls += 1
-        else:
-            ring = self._ring
-            pos = self._ring_pos
-            if self._calls == len(ring):
-                self._window_failures -= ring[pos]
-            else:
-                self._calls += 1
-            ring[pos] = failed
-            self._ring_pos = (pos + 1) % len(ring)
-        self._window_failures += failed
-        if (
-            failed
-            and self._calls >= self._minimum
-            and self._window_failures >= self._rate_threshold * self._calls
-        ):
-            return self._open(now, "failure_rate", grow=False)
-        return None
-
-    def _slide(self, now: float) -> None:
-        """Drop the buckets of a time window that ``now`` has left behind."""
-        index = int(now // self._bucket_width)
+    def _slide(self, index: int) -> None:
+        """Drop the buckets of a time window older than bucket ``index``."""
         steps = index - self._bucket_index
         if steps <= 0:
             return  # the newest bucket, or a clock read just before it

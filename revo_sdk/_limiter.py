@@ -288,7 +288,7 @@ class WindowLimit(_Scope):
         self._log: deque[float] = deque(maxlen=limit)
 
     def _reserve(self, now: float, tokens: float, limit: float) -> float:
-        count = math.ceil(tokens)
+        count = 1 if tokens == 1.0 else math.ceil(tokens)
         with self._lock:
             entries = self._log
             admit = now
@@ -307,7 +307,10 @@ class WindowLimit(_Scope):
                 admit, pace_next = self._paced(admit, count)
             wait = admit - now
             if wait <= limit:
-                entries.extend([admit] * count)
+                if count == 1:
+                    entries.append(admit)
+                else:
+                    entries.extend([admit] * count)
                 if paced:
                     self._pace_next = pace_next
         return wait
