@@ -22,7 +22,19 @@ from ._config import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RetryBudget", "backoff_delay", "parse_retry_after"]
+__all__ = [
+    "ATTEMPTS_EXHAUSTED",
+    "BUDGET_EXHAUSTED",
+    "DEADLINE",
+    "RetryBudget",
+    "backoff_delay",
+    "parse_retry_after",
+]
+
+#: Reason codes of the retry loop's decision to stop.
+BUDGET_EXHAUSTED = "budget_exhausted"
+DEADLINE = "deadline"
+ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 
 # Whole or decimal seconds; RFC 9110 allows only digits, the fraction is a
 # common liberty. ASCII only: float() would accept other scripts' digits.
