@@ -579,12 +579,15 @@ def test_breaker_attempt_releases_the_permit_on_every_exit() -> None:
     assert breaker.state == CLOSED
 
 
-def test_breaker_hanging_trial_lets_others_fail_fast() -> None:
+@pytest.mark.parametrize("mode", ["consecutive", "rate"])
+def test_breaker_hanging_trial_lets_others_fail_fast(mode: str) -> None:
     """One permit, five threads, a trial that hangs: the other four are refused
     while the trial is still in flight."""
     clock = FakeClock()
-    breaker = make(clock)
+    rate = mode == "rate"
+    breaker = rate_breaker(clock, minimum_calls=3) if rate else make(clock)
     fail(breaker, 3)
+    assert breaker.state == OPEN
     clock.advance(10.0)
     start = threading.Barrier(5)
     release = threading.Event()
