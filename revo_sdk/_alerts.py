@@ -324,10 +324,13 @@ class SlackSink:
     """Posts each alert to a Slack channel through the client's own Slack
     integration (so it gets the pipeline's limits, retries and breaker).
 
-    The message is handed to the integration's outbox (``enqueue``) when the
-    client has one, else submitted on the integration's thread pool
-    (``submit``), so the evaluating thread never waits for Slack. An alert
-    about the Slack integration itself is still attempted.
+    The message is stored in the client's outbox (``client.<name>.enqueue``)
+    with an idempotency key per alert and edge, so it survives a restart and
+    is sent once, in order, by the webhook workers (``client.webhooks.start()``
+    or ``revo-sdk serve``): without running workers nothing is posted. A
+    client without an outbox submits it on the integration's thread pool.
+    The evaluating thread never waits for Slack; an alert about the Slack
+    integration itself is still attempted.
 
     :param client: the :class:`~revo_sdk.Client`.
     :param integration: name of a Slack integration on that client.
@@ -359,7 +362,16 @@ class SlackSink:
         body = self.message(alert)
         enqueue = getattr(handle, "enqueue", None)
         if callable(enqueue):
-            enqueue("POST", "/chat.postMessage", json=body)
+            key = f"revo-alert-{alert.alert_id}-{alert.state}"
+            if alert.alert_id is None:
+                key += f"-{alert.rule}-{alert.integration}-{alert.timestamp}"
+            enqueue(
+                "POST",
+                "/chat.postMessage",
+                json=body,
+                idempotency_key=key,
+                ordering_key="revo-alerts",
+            )
         else:
             handle.submit("POST", "/chat.postMessage", json=body, idempotent=False)
 

@@ -231,6 +231,7 @@ def _figures(
     figures["retry_budget_refusals"] = events.get("retry_budget_refused", 0)
     figures["cache_misses"] = misses
     figures["cache_revalidations"] = events.get("cache_revalidated", 0)
+    figures["cache_stale_served"] = events.get("cache_stale", 0)
     figures["events"] = dict(sorted(events.items()))
     return figures
 
