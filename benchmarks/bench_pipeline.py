@@ -5,17 +5,30 @@ process of its own on 127.0.0.1, faults off), so this process's CPU time is
 spent on the client side only. Contenders:
 
 - ``urllib3``: a bare ``PoolManager`` (the floor everything is compared to);
+- ``urllib3 (one pool)``: a bare ``HTTPConnectionPool`` for the one origin,
+  which is what revo-sdk's transport uses, so the tighter floor;
 - ``requests``: a ``requests.Session`` as most code uses it;
 - ``requests (no env)``: the same with ``trust_env = False``;
 - ``requests+tenacity``, ``requests+pybreaker``, ``requests+tenacity+pybreaker``:
   a session wrapped in the popular retry and breaker libraries, when they are
   installed (skipped otherwise);
+- ``requests+tenacity+pybreaker+pyrate+cachetools``: the stack one would
+  assemble by hand (cache lookup that misses, rate limiter, breaker, retry);
 - ``revo-sdk``: ``client.<name>.get(..., cache=False)`` with every layer on
   (retry, breaker, limiter, bulkhead, metrics);
+- ``revo-sdk (cache miss)``: the same on a cached route whose every URL is
+  new, so the cache is consulted, misses, and stores the answer;
 - ``revo-sdk (cache hit)``: the same call answered from the response cache.
 
-Contenders run interleaved for several rounds and the median round is kept,
-which evens out a noisy machine. Run::
+Contenders run interleaved for several rounds; the median round is printed
+with each round's ratio to urllib3 beside it, which shows a noisy machine.
+
+A second table prices each layer on its own, without a network, at one
+thread and at ``--threads`` (4 by default): revo-sdk's limiter, breaker,
+metrics recording and response building, the whole success-path
+bookkeeping (the pipeline over a transport that answers at once), and the
+same jobs done by pybreaker, pyrate-limiter and tenacity when installed.
+Run::
 
     python benchmarks/bench_pipeline.py --calls 3000 --rounds 3 [--threads 4] [--json]
 """
@@ -23,6 +36,7 @@ which evens out a noisy machine. Run::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -37,6 +51,7 @@ import requests
 import urllib3
 
 from revo_sdk import (
+    AttemptRecord,
     BreakerPolicy,
     BulkheadPolicy,
     Client,
@@ -44,6 +59,12 @@ from revo_sdk import (
     LimiterPolicy,
 )
 from revo_sdk._bench.emulator import EmulatorProcess
+from revo_sdk._breaker import CircuitBreaker
+from revo_sdk._limiter import Limiter
+from revo_sdk._metrics import Metrics
+from revo_sdk._pipeline import Integration
+from revo_sdk._transport import to_response
+from revo_sdk_plugins.jira import JiraProvider
 
 UNCACHED = "/rest/api/2/serverInfo"
 CACHED = "/rest/api/2/project"  # the Jira provider caches project lists
@@ -67,6 +88,15 @@ def contenders(base: str, client: Client, threads: int) -> dict[str, Call]:
         _ = response.data
         return response.status
 
+    # The tighter floor: one connection pool, as revo-sdk's transport uses for
+    # its own origin (no URL parsing to pick a pool on every call).
+    direct = urllib3.connection_from_url(base, maxsize=threads, retries=False)
+
+    def raw_pool() -> int:
+        response = direct.urlopen("GET", UNCACHED, headers=HEADERS)
+        _ = response.data
+        return response.status
+
     def with_session(s: requests.Session) -> Call:
         def call() -> int:
             response = s.get(base + UNCACHED, headers=HEADERS, timeout=(10, 30))
@@ -81,15 +111,69 @@ def contenders(base: str, client: Client, threads: int) -> dict[str, Call]:
     def cache_hit() -> int:
         return int(client.jira.get(CACHED).status_code)
 
+    fresh = itertools.count()
+
+    def cache_miss() -> int:
+        # A new URL on a cached route each time: lookup, miss, store.
+        return int(client.jira.get(CACHED, params={"n": next(fresh)}).status_code)
+
     found: dict[str, Call] = {
         "urllib3": raw,
+        "urllib3 (one pool)": raw_pool,
         "requests": with_session(session),
         "requests (no env)": with_session(plain),
     }
     found.update(_wrapped(with_session(plain)))
+    found.update(_assembled(plain, base))
     found["revo-sdk"] = pipeline
+    found["revo-sdk (cache miss)"] = cache_miss
     found["revo-sdk (cache hit)"] = cache_hit
     return found
+
+
+def _assembled(session: requests.Session, base: str) -> dict[str, Call]:
+    """requests + tenacity + pybreaker + pyrate-limiter + cachetools, by hand."""
+    try:
+        import cachetools
+        import pybreaker
+        import pyrate_limiter
+        import tenacity
+    except ImportError as exc:
+        print(f"{exc.name} not installed: hand-built stack skipped", file=sys.stderr)
+        return {}
+    cache: Any = cachetools.TTLCache(maxsize=1024, ttl=60)
+    lock = threading.Lock()
+    limiter = pyrate_limiter.Limiter(
+        pyrate_limiter.Rate(1_000_000, pyrate_limiter.Duration.SECOND)
+    )
+    breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+    fresh = itertools.count()
+
+    @tenacity.retry(
+        stop=tenacity.stop_after_attempt(4),
+        wait=tenacity.wait_random_exponential(multiplier=0.02, max=1.0),
+        retry=tenacity.retry_if_exception_type(requests.RequestException),
+        reraise=True,
+    )
+    def fetch(url: str) -> requests.Response:
+        limiter.try_acquire("bench", blocking=False)
+        response: requests.Response = breaker.call(
+            session.get, url, headers=HEADERS, timeout=(10, 30)
+        )
+        return response
+
+    def call() -> int:
+        url = f"{base}{UNCACHED}?n={next(fresh)}"
+        with lock:  # cachetools caches are not thread-safe on their own
+            hit = cache.get(url)
+        if hit is not None:
+            return int(hit.status_code)
+        response = fetch(url)
+        with lock:
+            cache[url] = response
+        return int(response.status_code)
+
+    return {"requests+tenacity+pybreaker+pyrate+cachetools": call}
 
 
 def _wrapped(call: Call) -> dict[str, Call]:
@@ -186,7 +270,8 @@ def run(calls: int, rounds: int, threads: int) -> dict[str, Any]:
 def summarise(
     samples: dict[str, list[tuple[float, float]]], calls: int, threads: int
 ) -> dict[str, Any]:
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
+    floor_runs = samples["urllib3"]
     for name, runs in samples.items():
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
@@ -194,30 +279,172 @@ def summarise(
             "calls_per_s": round(calls / wall, 1),
             "us_per_call": round(wall / calls * 1e6, 1),
             "cpu_us_per_call": round(cpu / calls * 1e6, 1),
+            # Each round against urllib3's own run in the same round.
+            "round_ratios": [
+                round(floor[0] / run[0], 3)
+                for run, floor in zip(runs, floor_runs, strict=True)
+            ],
         }
-    floor = rows["urllib3"]
+    floor_row = rows["urllib3"]
     for row in rows.values():
-        row["rate_vs_urllib3"] = round(row["calls_per_s"] / floor["calls_per_s"], 3)
+        row["rate_vs_urllib3"] = round(row["calls_per_s"] / floor_row["calls_per_s"], 3)
         row["extra_cpu_us"] = round(
-            row["cpu_us_per_call"] - floor["cpu_us_per_call"], 1
+            row["cpu_us_per_call"] - floor_row["cpu_us_per_call"], 1
         )
     return {"calls": calls, "threads": threads, "results": rows}
+
+
+# -- the price of each layer, without a network -------------------------------
+
+
+def _stub_integration(metrics: Metrics) -> Integration:
+    """A Jira integration whose transport answers at once with a fixed 200."""
+    raw = urllib3.HTTPResponse(
+        body=b'{"ok": true}',
+        headers={"Content-Type": "application/json", "Server": "stub"},
+        status=200,
+        preload_content=True,
+    )
+    prepared = to_response(raw, "http://127.0.0.1:9/x", 0.0)
+    integration = Integration(
+        IntegrationConfig(
+            name="jira",
+            base_url="http://127.0.0.1:9",
+            token="bench-token",  # noqa: S106 - fake, nothing is sent
+            limiter=LimiterPolicy(rate=1e9, burst=1_000_000),
+        ),
+        JiraProvider(),
+        observe=metrics.record_attempt,
+    )
+
+    def send(method: str, url: str, **_: Any) -> requests.Response:
+        return prepared
+
+    integration.transport.send = send  # type: ignore[method-assign]  # a stub
+    return integration
+
+
+def layer_jobs() -> dict[str, Callable[[], object]]:
+    """Name -> one operation of a layer (or of an alternative to it)."""
+    metrics = Metrics(None)
+    limiter = Limiter(LimiterPolicy(rate=1e9, burst=1_000_000))
+    breaker = CircuitBreaker(BreakerPolicy())
+    integration = _stub_integration(metrics)
+    record = AttemptRecord(
+        "jira", "GET", "/x", 200, "ok", "ok", 0.001, 1, time.time(), 0.0
+    )
+    raw = urllib3.HTTPResponse(
+        body=b"{}",
+        headers={"Content-Type": "application/json", "Server": "stub", "X-A": "1"},
+        status=200,
+        preload_content=True,
+    )
+
+    def breaker_job() -> None:
+        breaker.record(breaker.acquire(), True)
+
+    jobs: dict[str, Callable[[], object]] = {
+        "revo limiter.acquire": limiter.acquire,
+        "revo breaker acquire+record": breaker_job,
+        "revo metrics record_attempt": lambda: metrics.record_attempt(record),
+        "revo to_response": lambda: to_response(raw, "http://h/x", 0.0),
+        "revo bookkeeping (stub transport)": lambda: integration.request(
+            "GET", UNCACHED, cache=False
+        ),
+    }
+    try:
+        import pybreaker
+
+        other = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+        jobs["pybreaker call"] = lambda: other.call(int)
+    except ImportError:
+        print("pybreaker not installed: skipped", file=sys.stderr)
+    try:
+        import pyrate_limiter
+
+        rate = pyrate_limiter.Rate(10_000_000, pyrate_limiter.Duration.SECOND)
+        paced = pyrate_limiter.Limiter(rate)
+        jobs["pyrate-limiter try_acquire"] = lambda: paced.try_acquire(
+            "bench", blocking=False
+        )
+    except ImportError:
+        print("pyrate-limiter not installed: skipped", file=sys.stderr)
+    try:
+        import tenacity
+
+        retrying = tenacity.retry(stop=tenacity.stop_after_attempt(4), reraise=True)
+        jobs["tenacity retry wrapper"] = retrying(int)
+    except ImportError:
+        print("tenacity not installed: skipped", file=sys.stderr)
+    return jobs
+
+
+def layer_costs(ops: int, rounds: int, threads: int) -> dict[str, list[float]]:
+    """Microseconds per operation of each layer job, one value per round.
+
+    With several threads every thread runs ``ops`` operations at once and the
+    figure is wall time over all operations, so lock contention shows.
+    """
+    jobs = layer_jobs()
+    costs: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(rounds):
+        for name, job in jobs.items():
+            costs[name].append(_time_job(job, ops, threads))
+    return costs
+
+
+def _time_job(job: Callable[[], object], ops: int, threads: int) -> float:
+    def work() -> None:
+        for _ in range(ops):
+            job()
+
+    for _ in range(min(ops, 1000)):  # warm up
+        job()
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(600)
+    return (time.perf_counter() - started) / (ops * threads) * 1e6
 
 
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"{report['calls']} calls per round, {report['threads']} thread(s); "
-        "median round; ratio = calls/s relative to bare urllib3",
+        "median round; ratio = calls/s relative to bare urllib3 "
+        "(target for revo-sdk: >= 0.80)",
         "",
-        f"{'contender':<30}{'calls/s':>10}{'us/call':>10}{'CPU us':>10}"
-        f"{'+CPU us':>10}{'ratio':>8}",
+        f"{'contender':<48}{'calls/s':>9}{'us/call':>9}{'CPU us':>9}"
+        f"{'+CPU us':>9}{'ratio':>7}  per round",
     ]
     for name, row in report["results"].items():
+        rounds = " ".join(f"{r:.2f}" for r in row["round_ratios"])
         lines.append(
-            f"{name:<30}{row['calls_per_s']:>10}{row['us_per_call']:>10}"
-            f"{row['cpu_us_per_call']:>10}{row['extra_cpu_us']:>10}"
-            f"{row['rate_vs_urllib3']:>8}"
+            f"{name:<48}{row['calls_per_s']:>9}{row['us_per_call']:>9}"
+            f"{row['cpu_us_per_call']:>9}{row['extra_cpu_us']:>9}"
+            f"{row['rate_vs_urllib3']:>7}  {rounds}"
         )
+    layers = report.get("layers")
+    if layers:
+        counts = sorted(layers, key=int)
+        lines += [
+            "",
+            "layer cost without a network, us per operation (median of rounds; "
+            "targets: limiter <= 1, breaker <= 1.5, bookkeeping <= 15)",
+            "",
+            f"{'layer':<40}"
+            + "".join(f"{f'{n} thread(s)':>16}" for n in counts)
+            + "  rounds",
+        ]
+        for name in layers[counts[0]]:
+            cells = "".join(
+                f"{statistics.median(layers[n][name]):>16.2f}" for n in counts
+            )
+            spread = " / ".join(
+                ",".join(f"{v:.2f}" for v in layers[n][name]) for n in counts
+            )
+            lines.append(f"{name:<40}{cells}  {spread}")
     return "\n".join(lines)
 
 
@@ -226,9 +453,23 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--layer-threads",
+        type=int,
+        default=4,
+        help="threads for the contended layer measurement (besides 1)",
+    )
+    parser.add_argument("--layer-ops", type=int, default=20_000)
+    parser.add_argument("--no-layers", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = run(max(1, args.calls), max(1, args.rounds), max(1, args.threads))
+    rounds = max(1, args.rounds)
+    report = run(max(1, args.calls), rounds, max(1, args.threads))
+    if not args.no_layers:
+        report["layers"] = {
+            str(n): layer_costs(max(1, args.layer_ops), rounds, n)
+            for n in sorted({1, max(1, args.layer_threads)})
+        }
     print(json.dumps(report, indent=2) if args.json else table(report))
 
 
