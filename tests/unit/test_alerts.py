@@ -1,4 +1,4 @@
-"""Alert rules: fire and resolve edges, cooldown, defaults and sinks, on a fake clock."""
+"""Alert rules on a fake clock: fire and resolve edges, cooldown, defaults, sinks."""
 
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ def seed_every_default_condition(db: Database) -> None:
 
 
 def test_alerts_every_default_rule_fires_on_its_condition(db: Database) -> None:
-    """Breaker, error rate, latency, rate limit, dead letters, health and lag all fire."""
+    """Breaker, error rate, latency, rate limit, dead letters, health, lag: all fire."""
     seed_every_default_condition(db)
     clock, seen = Clock(), []
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Upstream
-from monitor_scenario import NOT_YET_EMITTED, make_client, live_through_everything
+from monitor_scenario import NOT_YET_EMITTED, live_through_everything, make_client
 
 from revo_sdk._db import Database
 from revo_sdk._metrics import Metrics
