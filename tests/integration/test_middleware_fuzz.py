@@ -31,7 +31,7 @@ import pytest
 from revo_sdk import Client, IntegrationConfig
 from revo_sdk import _queue as queue
 from revo_sdk._serve import WebhookServer
-from revo_sdk_plugins import standard_webhooks
+from revo_sdk_plugins.standard_webhooks import StandardWebhooksProvider
 
 GH_SECRETS = ("gh-hook-one", "gh-hook-two")
 SLACK_SECRET = "slack-fuzz-secret"
@@ -285,26 +285,25 @@ def send(address: tuple[str, int], req: Request) -> int:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Client, tuple[str, int]]]:
-    client = Client(
-        [
-            IntegrationConfig(name="github", webhook_secrets=GH_SECRETS),
-            IntegrationConfig(name="slack", webhook_secrets=(SLACK_SECRET,)),
-            IntegrationConfig(
-                name="jira",
-                base_url="https://jira.example",
-                webhook_secrets=(JIRA_SECRET,),
-            ),
-            IntegrationConfig(
-                name="billing",
-                provider="standard_webhooks",
-                base_url="https://billing.example",
-                webhook_secrets=(SW_SECRET,),
-            ),
-        ],
-        db_path=tmp_path / "fuzz.db",
-        metrics=False,
-        plugins=[standard_webhooks],
-    )
+    client = Client(db_path=tmp_path / "fuzz.db", metrics=False)
+    # Installed through its entry point, or not yet: either way the same.
+    client.providers.setdefault("standard_webhooks", StandardWebhooksProvider())
+    for config in [
+        IntegrationConfig(name="github", webhook_secrets=GH_SECRETS),
+        IntegrationConfig(name="slack", webhook_secrets=(SLACK_SECRET,)),
+        IntegrationConfig(
+            name="jira",
+            base_url="https://jira.example",
+            webhook_secrets=(JIRA_SECRET,),
+        ),
+        IntegrationConfig(
+            name="billing",
+            provider="standard_webhooks",
+            base_url="https://billing.example",
+            webhook_secrets=(SW_SECRET,),
+        ),
+    ]:
+        client.register(config)
     srv = WebhookServer(client, port=0, threads=0, max_body=MAX_BODY)
     srv.start()
     try:

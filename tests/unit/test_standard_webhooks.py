@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from revo_sdk import Client, IntegrationConfig, WebhookRejected
 from revo_sdk._signatures import standard_webhooks_key, verify_standard_webhooks
-from revo_sdk_plugins import standard_webhooks
 from revo_sdk_plugins.standard_webhooks import StandardWebhooksProvider
 
 # The example published with the Standard Webhooks specification and Svix.
@@ -249,19 +248,17 @@ def test_subclass_changes_event_field_and_default() -> None:
 
 def test_provider_through_client_stores_once(tmp_path: Any) -> None:
     """Signed deliveries are stored; a retry with the same webhook-id is a duplicate."""
-    with Client(
-        [
+    with Client(db_path=tmp_path / "sw.db", metrics=False) as client:
+        # Installed through its entry point, or not yet: either way the same.
+        client.providers.setdefault("standard_webhooks", StandardWebhooksProvider())
+        client.register(
             IntegrationConfig(
                 name="billing",
                 provider="standard_webhooks",
                 base_url="https://api.billing.example",
                 webhook_secrets=(EXAMPLE_SECRET,),
             )
-        ],
-        db_path=tmp_path / "sw.db",
-        metrics=False,
-        plugins=[standard_webhooks],
-    ) as client:
+        )
         now = int(time.time())
         body = b'{"type":"invoice.paid"}'
         signed = headers(sign(EXAMPLE_SECRET, "msg_a", now, body), "msg_a", now)
