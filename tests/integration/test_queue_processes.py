@@ -85,7 +85,7 @@ def _row(db: Database, event_id: int) -> tuple[str, int, float | None]:
 
 @pytest.mark.slow
 def test_worker_killed_before_failure_written_keeps_attempt(tmp_path: Path) -> None:
-    """"b" stays done; "a" returns only after its lease, one attempt counted."""
+    """ "b" stays done; "a" returns only after its lease, one attempt counted."""
     path = tmp_path / "q.db"
     script = tmp_path / "worker.py"
     script.write_text(KILLED_WORKER)
@@ -142,7 +142,8 @@ CYCLER = textwrap.dedent(
     watchdog = threading.Timer(120, os._exit, (3,))
     watchdog.daemon = True
     watchdog.start()
-    path, tag, threads, cycles = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    path, tag = sys.argv[1], sys.argv[2]
+    threads, cycles = int(sys.argv[3]), int(sys.argv[4])
     db = Database(path)
     claimed, errors = [], []
     lock = threading.Lock()
@@ -177,7 +178,7 @@ CYCLER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_threads_and_second_process_share_file_without_losses(tmp_path: Path) -> None:
-    """8 threads plus a process: nothing locked reaches a caller, no id lost or doubled."""
+    """8 threads plus a process: no lock error reaches a caller, no id lost or doubled."""
     path = tmp_path / "shared.db"
     script = tmp_path / "cycler.py"
     script.write_text(CYCLER)
