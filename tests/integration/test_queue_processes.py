@@ -178,7 +178,7 @@ CYCLER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_threads_and_second_process_share_file_without_losses(tmp_path: Path) -> None:
-    """8 threads plus a process: no lock error reaches a caller, no id lost or doubled."""
+    """8 threads and a process: no lock error reaches callers, no id lost or doubled."""
     path = tmp_path / "shared.db"
     script = tmp_path / "cycler.py"
     script.write_text(CYCLER)
