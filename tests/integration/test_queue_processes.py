@@ -6,20 +6,29 @@ the file afterwards from this process: no mocked storage anywhere.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.client
 import json
 import os
 import signal
+import socketserver
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
+from revo_sdk import Client, IntegrationConfig
 from revo_sdk import _queue as queue
 from revo_sdk._db import Database
+from revo_sdk._webhooks import Delivery
+from revo_sdk.contrib.wsgi import WebhookMiddleware
 
 # -- a worker killed before a failure is written -----------------------------
 
@@ -218,3 +227,101 @@ def test_threads_and_second_process_share_file_without_losses(tmp_path: Path) ->
         assert queue.counts(db)["q"].get("done", 0) == len(ids)
     finally:
         db.close()
+
+
+# -- a slow Slack handler and Slack's retries --------------------------------
+
+SLACK_SECRET = "slack-signing-secret"
+
+
+def _slack_post(port: int, body: bytes, retry: int | None) -> int:
+    timestamp = str(int(time.time()))
+    base = f"v0:{timestamp}:".encode() + body
+    digest = hmac.new(SLACK_SECRET.encode(), base, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+    if retry is not None:
+        headers["X-Slack-Retry-Num"] = str(retry)
+        headers["X-Slack-Retry-Reason"] = "http_timeout"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/webhooks/slack", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def _not_found(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"no"]
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # stdlib signature
+        pass
+
+
+@pytest.mark.slow
+def test_slack_slow_handler_acked_first_and_retries_deduplicated(
+    tmp_path: Path,
+) -> None:
+    """A 5 s handler: the POST and both retries get 2xx first; it runs once."""
+    runs: list[str] = []
+    started, release, finished = (threading.Event() for _ in range(3))
+    client = Client(db_path=tmp_path / "slack.db", metrics=False)
+    client.register(IntegrationConfig(name="slack", webhook_secrets=(SLACK_SECRET,)))
+
+    @client.webhooks.on("slack", "app_mention")
+    def slow(delivery: Delivery) -> None:
+        runs.append(delivery.delivery_id)
+        started.set()
+        release.wait(5)  # "takes 5 s", cut short once the retries are in
+        finished.set()
+
+    app = WebhookMiddleware(_not_found, client, prefix="/webhooks")
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_Quiet
+    )
+    serving = threading.Thread(target=server.serve_forever, args=(0.05,))
+    serving.start()
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T1",
+            "event_id": "Ev0SLOW",
+            "event_time": 1700000000,
+            "event": {"type": "app_mention", "text": "<@U1> hi", "user": "U2"},
+        }
+    ).encode()
+    try:
+        client.webhooks.start(threads=2)
+        port = server.server_address[1]
+        answers = [(_slack_post(port, body, None), finished.is_set())]
+        assert started.wait(5)
+        for retry in (1, 2):
+            answers.append((_slack_post(port, body, retry), finished.is_set()))
+        release.set()
+        assert finished.wait(10)
+    finally:
+        release.set()
+        client.webhooks.stop()
+        server.shutdown()
+        server.server_close()
+        serving.join(5)
+
+    try:
+        assert [status // 100 for status, _ in answers] == [2, 2, 2]
+        assert [done for _, done in answers] == [False, False, False]
+        assert runs == ["Ev0SLOW"]
+        assert client.webhooks.counts() == {"slack": {"done": 1}}
+    finally:
+        client.close()
