@@ -156,7 +156,8 @@ class _Handler(WSGIRequestHandler):
     """Logs at DEBUG, and never answers a sender's malformed request with 5xx."""
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.address_string(), format % args)
 
     def send_error(
         self, code: int, message: str | None = None, explain: str | None = None
@@ -311,8 +312,16 @@ def load_config(path: Path) -> tuple[list[IntegrationConfig], dict[str, Any]]:
                 f" allowed: {sorted(CONFIG_FIELDS)}"
             )
         values = dict(fields)
-        if "webhook_secrets" in values:
-            values["webhook_secrets"] = tuple(values["webhook_secrets"])
+        secrets = values.get("webhook_secrets", ())
+        if isinstance(secrets, str):  # one secret written without a list
+            secrets = (secrets,)
+        if not isinstance(secrets, (list, tuple)) or not all(
+            isinstance(secret, str) for secret in secrets
+        ):
+            raise ConfigurationError(
+                f"{path}: webhook_secrets of {name!r} must be a list of strings"
+            )
+        values["webhook_secrets"] = tuple(secrets)
         configs.append(IntegrationConfig(name=name, **values))
     settings = {k: v for k, v in data.items() if k != "integrations"}
     return configs, settings

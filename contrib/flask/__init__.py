@@ -136,7 +136,7 @@ class RevoWebhooks:
             self.client,
             prefix=prefix,
             max_body=max_body,
-            pass_through=bool(
+            pass_through=_flag(
                 app.config.get("REVO_WEBHOOK_PASS_THROUGH", self.pass_through)
             ),
             ingest_rate=None if rate is None else float(rate),
@@ -145,3 +145,10 @@ class RevoWebhooks:
             ),
         )
         app.extensions[EXTENSION_KEY] = self
+
+
+def _flag(value: object) -> bool:
+    """A config value as a boolean; ``"false"``, ``"0"``, ``"no"`` are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(value)

@@ -321,3 +321,16 @@ def test_ingest_rate_from_config(stand_in: StandIn) -> None:
 
     assert [r.status_code for r in statuses] == [202, 202, 429]
     assert int(statuses[2].headers["Retry-After"]) >= 1
+
+
+def test_pass_through_config_string_false_is_off(stand_in: StandIn) -> None:
+    """REVO_WEBHOOK_PASS_THROUGH="false" (as from an env file) keeps it off."""
+    app = make_app(REVO_WEBHOOK_PASS_THROUGH="false")
+    RevoWebhooks(app, client=stand_in)
+
+    @app.post("/webhooks/test")
+    def view() -> str:
+        return "view"
+
+    response = signed_post(app.test_client(), "/webhooks/test", "f1")
+    assert (response.status_code, response.get_json()) == (202, {"ok": True})

@@ -172,6 +172,15 @@ def test_load_config_json_and_unknown_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="unknown fields"):
         load_config(bad)
 
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({"integrations": {"gh": {"webhook_secrets": "s"}}}))
+    assert load_config(single)[0][0].webhook_secrets == ("s",)
+
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"integrations": {"gh": {"webhook_secrets": [1]}}}))
+    with pytest.raises(ConfigurationError, match="list of strings"):
+        load_config(odd)
+
 
 @pytest.mark.slow
 def test_serve_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
