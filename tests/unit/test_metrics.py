@@ -16,7 +16,21 @@ from hypothesis import strategies as st
 
 from revo_sdk import AttemptRecord, StorageError
 from revo_sdk._db import Database
-from revo_sdk._metrics import Metrics, last_breaker_states, percentile, summarize
+from revo_sdk._metrics import (
+    EVENT_KINDS,
+    Metrics,
+    last_breaker_states,
+    percentile,
+    summarize,
+)
+from revo_sdk._monitor_names import EVENT_METRICS, markdown_table
+from revo_sdk._rollup import (
+    BOUNDS_MS,
+    Retention,
+    compact,
+    per_minute,
+    weighted_percentile,
+)
 
 T0 = 1_700_000_000.0
 
@@ -430,3 +444,203 @@ def test_percentile_is_the_nearest_rank(values: list[float], pct: float) -> None
 def test_percentile_of_nothing_is_none() -> None:
     """An empty sample has no percentile."""
     assert percentile([], 50) is None
+
+
+# -- rollups --------------------------------------------------------------------
+
+HOUR = 3600.0
+
+
+def count(db: Database, table: str) -> int:
+    """Rows in ``table``."""
+    return int(db.query(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+
+def seed_history(db: Database) -> None:
+    """Three days of attempts and events for two integrations."""
+    metrics = Metrics(lambda: db)
+    for i in range(600):
+        ts = T0 - i * 431.0  # every ~7 minutes, back three days
+        outcome = ("ok", "ok", "retry", "cache_hit")[i % 4]
+        metrics.record_attempt(
+            attempt(
+                "github" if i % 3 else "jira",
+                outcome=outcome,
+                latency_ms=float(1 + (i * 37) % 3000),
+                attempt_no=2 if i % 5 == 0 else 1,
+                ts=ts,
+                wait=0.2 if i % 7 == 0 else 0.0,
+            )
+        )
+        if i % 10 == 0:
+            metrics.record_event("github", "retry", "server_error", 0.5)
+    metrics.close()
+    with db.write() as conn:
+        conn.executemany(
+            "INSERT INTO metric_events (ts, integration, kind, detail, value)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (T0 - 2 * 86400, "jira", "breaker_change", "closed->open", 1.0),
+                (T0 - 2 * 86400 + 60, "jira", "breaker_change", "open->half_open", 1.0),
+                (T0 - 5 * HOUR, "github", "cache_miss", "/r", 1.0),
+            ],
+        )
+
+
+def figures(db: Database) -> list[dict[str, Any]]:
+    """The exact (non-latency) figures of every integration."""
+    keep = (
+        "calls", "attempts", "successes", "retries", "failed_attempts",
+        "cache_hits", "rate_limit_waits", "breaker_transitions", "events",
+    )  # fmt: skip
+    return [{k: s[k] for k in ("integration", *keep)} for s in summarize(db)]
+
+
+def test_rollup_keeps_counts_exact(db: Database) -> None:
+    """Rolling raw rows into minutes and hours changes no count."""
+    seed_history(db)
+    before = figures(db)
+
+    compact(db, now=T0, retention=Retention(raw=HOUR, minute=6 * HOUR))
+
+    assert figures(db) == before
+    assert summarize(db, integration="github")[0]["rate_limit_wait_seconds"] == (
+        pytest.approx(summarize(db, integration="github")[0]["rate_limit_waits"] * 0.2)
+    )
+
+
+def test_rollup_latency_percentiles_within_one_bucket(db: Database) -> None:
+    """After a rollup p50/p95 are the upper bound of the true value's bucket."""
+    seed_history(db)
+    before = {s["integration"]: s for s in summarize(db)}
+
+    compact(db, now=T0, retention=Retention(raw=0.0))
+
+    for after in summarize(db):
+        for key in ("p50_ms", "p95_ms"):
+            exact = before[after["integration"]][key]
+            bound = next((b for b in BOUNDS_MS if exact <= b), exact)
+            assert exact <= after[key] <= bound
+        assert after["mean_ms"] == pytest.approx(
+            before[after["integration"]]["mean_ms"]
+        )
+
+
+def test_rollup_bounds_the_file(db: Database) -> None:
+    """Old raw rows become minute then hour rows; expired hours are deleted."""
+    seed_history(db)
+    keep = Retention(raw=HOUR, minute=6 * HOUR, hour=2 * 86400)
+
+    done = compact(db, now=T0, retention=keep)
+
+    assert count(db, "metric_attempts") < 10
+    assert done["attempts"] > 500
+    oldest_minute = db.query(
+        "SELECT MIN(ts) FROM metric_rollups WHERE resolution = 60"
+    )[0][0]
+    assert oldest_minute >= T0 - 7 * HOUR
+    oldest_hour = db.query("SELECT MIN(ts) FROM metric_rollups")[0][0]
+    assert oldest_hour >= T0 - 2 * 86400 - HOUR
+    assert done["hours_pruned"] > 0
+
+
+def test_rollup_twice_changes_nothing_more(db: Database) -> None:
+    """A second compaction at the same time finds nothing to do."""
+    seed_history(db)
+    compact(db, now=T0, retention=Retention(raw=HOUR, minute=6 * HOUR))
+    before = figures(db)
+
+    again = compact(db, now=T0, retention=Retention(raw=HOUR, minute=6 * HOUR))
+
+    assert set(again.values()) == {0}
+    assert figures(db) == before
+
+
+def test_rollup_keeps_last_breaker_state(db: Database) -> None:
+    """The breaker state survives its events being rolled into hours."""
+    seed_history(db)
+
+    compact(db, now=T0, retention=Retention(raw=HOUR, minute=HOUR))
+
+    remaining = db.query(
+        "SELECT COUNT(*) FROM metric_events WHERE kind = 'breaker_change'"
+    )[0][0]
+    assert remaining == 0
+    assert last_breaker_states(db)["jira"]["state"] == "half_open"
+
+
+def test_rollup_per_minute_merges_raw_and_rolled(db: Database) -> None:
+    """The chart series has the same calls before and after a rollup."""
+    seed_history(db)
+    before = per_minute(db, since=T0 - 6 * HOUR)
+
+    compact(db, now=T0, retention=Retention(raw=HOUR))
+
+    assert per_minute(db, since=T0 - 6 * HOUR) == before
+
+
+@given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1), st.floats(0, 100))
+def test_weighted_percentile_with_unit_weights_is_nearest_rank(
+    values: list[float], pct: float
+) -> None:
+    """With every weight 1 the weighted percentile is the plain one."""
+    assert weighted_percentile([(v, 1) for v in values], pct) == percentile(
+        sorted(values), pct
+    )
+
+
+def test_metrics_flusher_rolls_up_in_background(tmp_path: Path) -> None:
+    """The flusher thread compacts old rows without being asked."""
+    db = Database(tmp_path / "bg.db")
+    metrics = Metrics(
+        lambda: db, flush_interval=0.01, rollup_interval=0.01, clock=lambda: T0
+    )
+    metrics.record_attempt(attempt(ts=T0 - 3 * HOUR))
+    deadline = time.monotonic() + 10
+    while count(db, "metric_rollups") == 0:
+        assert time.monotonic() < deadline, "no rollup happened"
+        time.sleep(0.01)
+    metrics.close()
+
+    assert count(db, "metric_attempts") == 0
+    assert summarize(db)[0]["calls"] == 1
+    db.close()
+
+
+def test_metrics_close_loses_nothing_under_load(tmp_path: Path) -> None:
+    """Every record made by several threads is in the file after close()."""
+    db = Database(tmp_path / "load.db")
+    metrics = Metrics(lambda: db, flush_interval=0.005)
+
+    def work() -> None:
+        for _ in range(2000):
+            metrics.record_attempt(attempt())
+            metrics.record_event("github", "cache_miss", "/r", 1.0)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    metrics.close()
+
+    assert count(db, "metric_attempts") == 8000
+    assert count(db, "metric_events") == 8000
+    db.close()
+
+
+# -- the names table --------------------------------------------------------------
+
+
+def test_metric_names_cover_every_event_kind() -> None:
+    """Each event kind the SDK records maps to a documented metric."""
+    assert EVENT_METRICS.keys() >= EVENT_KINDS
+    assert {f"webhook_{s}" for s in ("received", "rejected", "processed")} <= (
+        EVENT_METRICS.keys()
+    )
+
+
+def test_metric_names_table_is_in_the_docs() -> None:
+    """docs/monitoring.md shows the table exactly as the code defines it."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
+    assert markdown_table() in docs.read_text()
