@@ -398,6 +398,180 @@ def test_storage_failure_surfaces_as_storage_error(tmp_path: Path) -> None:
     db.close()
 
 
+# -- leases, errors, ordering, dedup, replay, retention ----------------------
+
+
+def test_extend_lease_keeps_claim_from_others(db: Database) -> None:
+    """An extended lease is not reclaimed at its original expiry."""
+    event_id = put(db, "d1")
+    [held] = queue.claim(db, limit=1, lease=30, now=T0)
+
+    assert queue.extend_lease(db, event_id, attempt=1, lease=60, now=T0 + 20)
+
+    assert queue.claim(db, limit=1, lease=30, now=T0 + 79) == []
+    [again] = queue.claim(db, limit=1, lease=30, now=T0 + 80)
+    assert (again.id, again.attempts) == (held.id, 2)
+
+
+def test_extend_lease_after_takeover_refused(db: Database) -> None:
+    """A worker whose lease was taken over cannot extend the new holder's lease."""
+    event_id = put(db, "d1")
+    queue.claim(db, limit=1, lease=30, now=T0)
+    queue.claim(db, limit=1, lease=30, now=T0 + 30)
+
+    assert not queue.extend_lease(db, event_id, attempt=1, lease=600, now=T0 + 31)
+    assert queue.list_events(db)[0]["lease_until"] == T0 + 60
+
+
+def test_fail_keeps_first_and_last_error(db: Database) -> None:
+    """Dead letters keep the first failure beside the last one."""
+    event_id = put(db, "d1", max_attempts=2)
+    queue.claim(db, limit=1, lease=30, now=T0)
+    queue.fail(db, event_id, error="first boom", retry_in=0, now=T0)
+    queue.claim(db, limit=1, lease=30, now=T0)
+    assert queue.fail(db, event_id, error="second boom", retry_in=0, now=T0) == "dead"
+
+    [row] = queue.list_events(db)
+    assert (row["first_error"], row["last_error"]) == ("first boom", "second boom")
+
+
+def test_ack_and_claim_acks_previous_and_claims_next(db: Database) -> None:
+    """One call acks the finished message and leases the next one."""
+    first = put(db, "d1")
+    second = put(db, "d2", now=T0 + 1)
+    [held] = queue.claim(db, limit=1, lease=30, now=T0 + 1)
+
+    acked, [nxt] = queue.ack_and_claim(
+        db, done=[(held.id, held.attempts)], limit=1, lease=30, now=T0 + 2
+    )
+
+    assert (acked, held.id, nxt.id) == (1, first, second)
+    assert status_of(db, first) == "done"
+
+
+def test_ordering_key_one_in_flight_oldest_first(db: Database) -> None:
+    """Messages sharing a key are claimed one at a time, in order."""
+    a1 = put(db, "a1", ordering_key="repo-a")
+    a2 = put(db, "a2", ordering_key="repo-a", now=T0 + 1)
+    b1 = put(db, "b1", ordering_key="repo-b", now=T0 + 2)
+
+    claimed = queue.claim(db, limit=10, lease=30, now=T0 + 5)
+    assert {c.id for c in claimed} == {a1, b1}
+    assert queue.claim(db, limit=10, lease=30, now=T0 + 5) == []
+    queue.ack(db, b1, now=T0 + 5)
+
+    queue.fail(db, a1, error="x", retry_in=100, now=T0 + 6)
+    assert queue.claim(db, limit=10, lease=30, now=T0 + 7) == []  # a1 first
+
+    [retried] = queue.claim(db, limit=10, lease=30, now=T0 + 106)
+    assert retried.id == a1
+    queue.ack(db, a1, now=T0 + 107)
+    assert [c.id for c in queue.claim(db, limit=10, lease=30, now=T0 + 107)] == [a2]
+
+
+def test_purged_done_key_still_deduplicates(db: Database) -> None:
+    """A redelivery after its done row was purged is still a duplicate for 7 days."""
+    event_id = put(db, "d1")
+    queue.claim(db, limit=1, lease=30, now=T0)
+    queue.ack(db, event_id, now=T0)
+    assert queue.purge(db, status="done", now=T0 + 10) == 1
+
+    again = queue.enqueue(
+        db,
+        integration="github",
+        event="push",
+        delivery_id="d1",
+        dedup_key="d1",
+        headers={},
+        body=b"again",
+        max_attempts=3,
+        now=T0 + queue.DEDUP_TTL - 1,
+    )
+    assert again == (event_id, False)
+    assert queue.list_events(db) == []
+
+    queue.purge(db, status="done", now=T0 + queue.DEDUP_TTL)  # forgets the key
+    assert put(db, "d1", now=T0 + queue.DEDUP_TTL + 1) != 0
+
+
+def test_replay_filters_limit_and_rate(db: Database) -> None:
+    """Replay by filter takes the oldest matches and spreads them over time."""
+    ids = [put(db, f"d{n}", max_attempts=1, now=T0 + n) for n in range(4)]
+    jira = put(db, "j", integration="jira", max_attempts=1, now=T0 + 5)
+    for _ in [*ids, jira]:
+        [held] = queue.claim(db, limit=1, lease=30, now=T0 + 10)
+        queue.fail(db, held.id, error="x", retry_in=None, now=T0 + 10)
+
+    replayed = queue.replay(db, integration="github", limit=3, rate=2.0, now=T0 + 20)
+
+    assert replayed == 3
+    due = {r["id"]: r["available_at"] for r in queue.list_events(db, status="pending")}
+    assert due == {ids[0]: T0 + 20, ids[1]: T0 + 20.5, ids[2]: T0 + 21}
+    assert status_of(db, jira) == "dead"
+
+
+def test_apply_retention_purges_by_status_and_age(db: Database) -> None:
+    """Retention deletes done and dead rows past their own ages only."""
+    done_id = put(db, "done", max_attempts=1)
+    dead_id = put(db, "dead", max_attempts=1, now=T0 + 1)
+    [first] = queue.claim(db, limit=1, lease=30, now=T0 + 2)
+    queue.ack(db, first.id, now=T0 + 2)
+    [second] = queue.claim(db, limit=1, lease=30, now=T0 + 2)
+    queue.fail(db, second.id, error="x", retry_in=None, now=T0 + 2)
+    assert {first.id, second.id} == {done_id, dead_id}
+
+    assert queue.apply_retention(db, done=100, dead=1000, now=T0 + 50) == {
+        "done": 0,
+        "dead": 0,
+    }
+    assert queue.apply_retention(db, done=100, dead=1000, now=T0 + 200) == {
+        "done": 1,
+        "dead": 0,
+    }
+    assert [r["id"] for r in queue.list_events(db)] == [dead_id]
+
+
+def test_enqueue_concurrent_callers_share_commits(tmp_path: Path) -> None:
+    """Many threads enqueueing at once all get committed, distinct rows."""
+    db = Database(tmp_path / "group.db")
+    before = queue.stats()
+    results: list[tuple[int, bool]] = []
+    lock = threading.Lock()
+
+    def produce(n: int) -> None:
+        for i in range(50):
+            result = queue.enqueue(
+                db,
+                integration="g",
+                event="e",
+                delivery_id=f"{n}-{i}",
+                dedup_key=f"{n}-{i}",
+                headers={},
+                body=b"x",
+                max_attempts=1,
+                now=T0,
+            )
+            with lock:
+                results.append(result)
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    after = queue.stats()
+    try:
+        assert len({event_id for event_id, _ in results}) == 400
+        assert all(created for _, created in results)
+        assert queue.counts(db) == {"g": {"pending": 400}}
+        commits = after["group_commits"] - before["group_commits"]
+        stored = after["group_messages"] - before["group_messages"]
+        assert stored == 400
+        assert commits <= 400
+    finally:
+        db.close()
+
+
 # -- model-based check ------------------------------------------------------
 
 
