@@ -647,3 +647,100 @@ def test_cli_status_empty_database_says_so(tmp_path: Path) -> None:
 
     assert result.exit_code == 0
     assert "no webhook events or call metrics stored yet" in result.output
+
+
+# -- monitoring: status, alerts ----------------------------------------------------
+
+
+def test_cli_status_json_has_health_and_service_levels(db_path: Path) -> None:
+    """status --json adds health, dead letters, firing alerts and service levels."""
+    result = run("status", "--db", str(db_path), "--json")
+
+    data = json.loads(result.output)
+    github = data["integrations"]["github"]
+    assert github["health"] == "unhealthy"
+    assert github["breaker_state"] == "open"
+    assert (github["queue_depth"], github["dead_letters"]) == (3, 1)
+    assert github["firing_alerts"] == []
+    levels = {lv["name"]: lv["passed"] for lv in data["service_levels"]}
+    assert levels["integration success rate"] is False  # slack's one call failed
+
+
+def test_cli_status_prints_service_level_lines(db_path: Path) -> None:
+    """The table is followed by one PASS/FAIL/NO DATA line per service level."""
+    result = run("status", "--db", str(db_path))
+
+    tail = result.output.splitlines()[-3:]
+    assert tail[0].startswith("FAIL")
+    assert "success rate > 98 %" in tail[0]
+    assert tail[1].startswith("PASS")
+    assert "mean external API response" in tail[1]
+    assert "webhook processing" in tail[2]
+
+
+def test_cli_status_watch_redraws_count_times(db_path: Path) -> None:
+    """--watch --count 2 draws the table twice and stops."""
+    result = run(
+        "status", "--db", str(db_path), "--watch", "--interval", "0.1", "--count", "2"
+    )
+
+    assert result.exit_code == 0
+    assert result.output.count("INTEGRATION") == 2
+    assert result.output.count("(Ctrl-C to stop)") == 2
+
+
+def fire_alerts(path: Path) -> None:
+    """Evaluate the default rules on the populated database (dead letters fire)."""
+    from revo_sdk._alerts import DEFAULT_RULES, AlertManager
+
+    db = Database(path)
+    AlertManager(lambda: db, rules=DEFAULT_RULES, sinks=[]).evaluate(["github"])
+    db.close()
+
+
+def test_cli_alerts_list_and_show(db_path: Path) -> None:
+    """alerts lists fired alerts; alerts show prints one in full."""
+    fire_alerts(db_path)
+
+    listing = json.loads(run("alerts", "--db", str(db_path), "--json").output)
+    rules = {a["rule"]: a for a in listing["alerts"]}
+    table = run("alerts", "list", "--firing", "--db", str(db_path)).output
+    shown = run(
+        "alerts", "show", str(rules["dead_letters"]["id"]), "--db", str(db_path)
+    )
+
+    assert {"dead_letters", "breaker_open"} <= rules.keys()
+    assert rules["dead_letters"]["state"] == "firing"
+    assert table.splitlines()[0].split()[:3] == ["ID", "RULE", "INTEGRATION"]
+    assert "dead_letters" in table
+    assert "rule:          dead_letters" in shown.output
+    assert "threshold 0" in shown.output
+    status = json.loads(run("status", "--db", str(db_path), "--json").output)
+    assert "dead_letters" in status["integrations"]["github"]["firing_alerts"]
+
+
+def test_cli_alerts_show_unknown_id_is_an_error(db_path: Path) -> None:
+    """An unknown alert id is a one-line error."""
+    result = run("alerts", "show", "999", "--db", str(db_path))
+
+    assert result.exit_code == 1
+    assert "no alert 999" in result.output
+
+
+def test_cli_alerts_empty_history_says_so(db_path: Path) -> None:
+    """Without alerts the command says so instead of printing an empty table."""
+    result = run("alerts", "--db", str(db_path))
+
+    assert "no alerts recorded" in result.output
+
+
+def test_cli_print_status_for_bench(db_path: Path) -> None:
+    """print_status (the end of revo-sdk bench) prints and returns the table."""
+    from revo_sdk._cli_monitor import print_status
+
+    printed: list[str] = []
+    text = print_status(db_path, echo=printed.append)
+
+    assert printed == [text]
+    assert text.startswith("INTEGRATION")
+    assert "github" in text
