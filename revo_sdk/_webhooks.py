@@ -623,8 +623,16 @@ class WebhookManager:
             due = now >= self._next_purge
             if due:
                 self._next_purge = now + self.purge_interval
-        if not due:
-            return
+        if due:
+            self.apply_retention()
+
+    def apply_retention(self) -> dict[str, int]:
+        """Purge done and dead events past ``retention``/``dead_retention``.
+
+        Workers call it every ``purge_interval`` seconds; call it yourself
+        from a cron job when no workers run. Returns how many of each were
+        purged; a storage error is logged and counts as nothing purged.
+        """
         try:
             purged = _queue.apply_retention(
                 self._database(),
@@ -634,9 +642,10 @@ class WebhookManager:
             )
         except StorageError as exc:
             log.warning("retention purge failed: %s", exc)
-            return
+            return {_queue.DONE: 0, _queue.DEAD: 0}
         if any(purged.values()):
             log.info("retention purge: %s", purged)
+        return purged
 
     def _process(self, item: _queue.ClaimedEvent) -> str | None:
         """Run the handlers; a reason (maybe empty) when the event is done."""

@@ -28,6 +28,7 @@ from revo_sdk import (
 )
 from revo_sdk import _queue as queue
 from revo_sdk._db import Database
+from revo_sdk._exceptions import RetryLater
 from revo_sdk._webhooks import (
     Delivery,
     Headers,
@@ -603,3 +604,132 @@ def test_manager_rejects_bad_settings(db: Database) -> None:
         WebhookManager(database=lambda: db, resolve=resolve, max_attempts=0)
     with pytest.raises(ConfigurationError):
         WebhookManager(database=lambda: db, resolve=resolve, lease=0)
+
+
+# -- handler controls, ordering, retention ------------------------------------
+
+
+def test_retry_later_uses_requested_delay(
+    manager: WebhookManager, db: Database, clock: FakeClock
+) -> None:
+    """RetryLater(n) makes the event due n seconds later, the attempt counted."""
+    seen: list[int] = []
+
+    @manager.on("github")
+    def later(d: Delivery) -> None:
+        seen.append(d.attempts)
+        if d.attempts == 1:
+            raise RetryLater(42)
+
+    post(manager, delivery("d1"))
+    manager.drain()
+    [row] = queue.list_events(db)
+    assert (row["status"], row["available_at"], row["attempts"]) == (
+        "pending",
+        T0 + 42,
+        1,
+    )
+    clock.now = T0 + 42
+    manager.drain()
+    assert seen == [1, 2]
+    assert queue.counts(db) == {"github": {"done": 1}}
+
+
+def test_handler_extends_its_lease(
+    manager: WebhookManager, db: Database, clock: FakeClock
+) -> None:
+    """A handler's extend_lease() moves the lease past the manager's 30 s."""
+    extended: list[bool] = []
+
+    @manager.on("github")
+    def long_running(d: Delivery) -> None:
+        clock.now += 25
+        extended.append(d.extend_lease(300))
+        [row] = queue.list_events(db)
+        assert row["lease_until"] == clock.now + 300
+
+    post(manager, delivery("d1"))
+    manager.drain()
+
+    assert extended == [True]
+    assert queue.counts(db) == {"github": {"done": 1}}
+
+
+def test_ordering_function_serialises_events_of_one_key(db: Database) -> None:
+    """Events the ordering function puts under one key never run side by side."""
+    hooks = WebhookManager(
+        database=lambda: db,
+        resolve=resolve,
+        ordering=lambda integration, parsed: parsed.payload.get("repo"),
+    )
+    running: set[str] = set()
+    overlaps: list[str] = []
+    order: list[str] = []
+    lock = threading.Lock()
+    finished = threading.Event()
+
+    @hooks.on("github")
+    def handler(d: Delivery) -> None:
+        repo = d.payload["repo"]
+        with lock:
+            if repo in running:
+                overlaps.append(repo)
+            running.add(repo)
+            order.append(d.delivery_id)
+        time.sleep(0.01)
+        with lock:
+            running.discard(repo)
+            if len(order) == 12:
+                finished.set()
+
+    for n in range(12):
+        post(hooks, delivery(f"d{n:02}", repo=f"r{n % 2}"))
+    hooks.start(threads=4)
+    try:
+        assert finished.wait(20)
+    finally:
+        hooks.stop()
+
+    assert overlaps == []
+    assert [x for x in order if int(x[1:]) % 2 == 0] == [
+        f"d{n:02}" for n in range(0, 12, 2)
+    ]
+
+
+def test_retention_purges_old_done_rows(db: Database, clock: FakeClock) -> None:
+    """Retention (run by workers on a timer) purges done rows past their age."""
+    hooks = WebhookManager(
+        database=lambda: db, resolve=resolve, clock=clock, retention=60
+    )
+    hooks.on("github")(lambda d: None)
+    post(hooks, delivery("d1"))
+    hooks.drain()
+    clock.now += 59
+    assert hooks.apply_retention() == {"done": 0, "dead": 0}
+    clock.now += 2
+
+    assert hooks.apply_retention() == {"done": 1, "dead": 0}
+
+    assert queue.counts(db) == {}
+    again = post(hooks, delivery("d1"))
+    assert again.duplicate  # the key outlives the purged row
+
+
+def test_failure_not_recorded_is_not_a_handler_error(
+    manager: WebhookManager,
+    db: Database,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store error while recording a failure leaves the lease to run out."""
+    manager.on("github")(lambda d: 1 / 0)
+    post(manager, delivery("d1"))
+
+    def locked(*args: Any, **kwargs: Any) -> str:
+        raise StorageError("database is locked")
+
+    monkeypatch.setattr(queue, "fail", locked)
+    assert manager.drain() == 1
+
+    [row] = queue.list_events(db)
+    assert (row["status"], row["attempts"]) == ("processing", 1)
