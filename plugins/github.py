@@ -67,7 +67,9 @@ class GitHubProvider(Provider):
     (``/repos/{owner}/{repo}``) cached for an hour; a client-side limit of
     5000 requests an hour (the authenticated primary limit) with a burst of
     100, which is GitHub's ceiling for concurrent requests, so a burst alone
-    cannot trip a secondary limit.
+    cannot trip a secondary limit; writes (POST, PATCH, PUT, DELETE) at
+    least 1 s apart and searches at least 2 s apart, as GitHub's guidance
+    on secondary limits asks.
 
     Instances hold no per-call state and are safe to share between threads.
 
@@ -87,7 +89,12 @@ class GitHubProvider(Provider):
     # /rate_limit does not count against the primary rate limit.
     health_path = "/rate_limit"
     default_timeouts = Timeouts(connect=10.0, read=30.0)
-    default_limiter = LimiterPolicy(rate=5000 / 3600, burst=100)
+    default_limiter = LimiterPolicy(
+        rate=5000 / 3600,
+        burst=100,
+        write_interval=1.0,
+        spacing=(("search", 2.0), ("code_search", 2.0)),
+    )
     default_cache = CachePolicy(route_ttls=(("/repos/*/*", 3600.0),))
 
     def __init__(

@@ -50,10 +50,10 @@ from ._exceptions import (
     RetryExhaustedError,
     TransportError,
 )
-from ._limiter import Limiter
+from ._limiter import WRITE_SCOPE, Limiter
 from ._provider import Outcome, Provider
 from ._records import AttemptRecord
-from ._retry import backoff_delay, parse_retry_after
+from ._retry import BUDGET_EXHAUSTED, RetryBudget, backoff_delay, parse_retry_after
 from ._transport import Origin, Transport, join_url, redact_url, to_response
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ USER_AGENT = "revo-sdk"
 #: the same scope, up to :data:`MAX_GROWTH` times.
 RATE_LIMIT_FLOOR = 1.0
 MAX_GROWTH = 64.0
+
+#: Methods that read; every other one is a write, spaced by the limiter's
+#: ``write_interval``.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 #: Paths whose route and scope are remembered before the memo starts over.
 _ROUTE_MEMO = 4096
@@ -169,6 +173,9 @@ class Integration:
         self.cache = ResponseCache(config.cache or CachePolicy(), clock=clock)
         self.flight = SingleFlight()
         self.bulkhead = Bulkhead(bulkhead, integration=self.name)
+        #: The integration's retry budget (``None`` when the policy has none).
+        self.budget = RetryBudget.from_policy(self.retry, clock=clock)
+        self._space_writes = self.limiter.write_interval > 0
 
         #: Headers of every request; shared by calls that add none, so never
         #: mutated after construction.
@@ -344,6 +351,8 @@ class Integration:
                 self._routes.clear()  # paths with ids are unbounded: start over
             self._routes[(call.method, path)] = known
         route, scope = known
+        if self.budget is not None:
+            self.budget.record_request()  # once per call, not per attempt
         attempt = 0
         while True:
             attempt += 1
@@ -354,17 +363,22 @@ class Integration:
             try:
                 # Client-side pacing waits up to max_wait; a pause the server
                 # asked for may be waited out up to the call's deadline.
-                budget = deadline - self._clock()
+                left = deadline - self._clock()
                 waited = self.limiter.acquire(
-                    "default", max_wait=min(self.max_wait, budget), pause_wait=budget
+                    "default", max_wait=min(self.max_wait, left), pause_wait=left
                 )
                 if scope != "default":
-                    budget -= waited
+                    left -= waited
                     waited += self.limiter.acquire(
-                        scope, max_wait=min(self.max_wait, budget), pause_wait=budget
+                        scope, max_wait=min(self.max_wait, left), pause_wait=left
                     )
-            except RateLimitedError:
-                self.breaker.record(trial, None)
+                if self._space_writes and call.method not in _READS:
+                    left = deadline - self._clock()
+                    waited += self.limiter.acquire(
+                        WRITE_SCOPE, max_wait=min(self.max_wait, left), pause_wait=left
+                    )
+            except BaseException:
+                self.breaker.record(trial, None)  # no verdict on the dependency
                 raise
             started = time.perf_counter()
             try:
@@ -391,12 +405,21 @@ class Integration:
                     raise  # a POST that may have been processed is never resent
                 self._before_retry(call, exc, None, attempt, deadline, route, scope)
                 continue
+            except BaseException:
+                self.breaker.record(trial, None)  # a bug or an interrupt, not a verdict
+                raise
 
             headers = response.headers
-            outcome = self.provider.classify(
-                response.status_code, headers, response.content, path=path
+            try:
+                outcome = self.provider.classify(
+                    response.status_code, headers, response.content, path=path
+                )
+            except BaseException:
+                self.breaker.record(trial, None)
+                raise
+            self.breaker.record(
+                trial, not outcome.is_failure, duration=time.perf_counter() - started
             )
-            self.breaker.record(trial, not outcome.is_failure)
             info = self.provider.rate_limit_info(headers)
             if info is not None:  # pace before the server has to say no
                 self.limiter.observe(
@@ -475,7 +498,17 @@ class Integration:
             # this one wait too; the next attempt's acquire does the waiting.
             self.limiter.pause(paused, delay)
         out_of_time = self._clock() + delay > deadline
-        if attempt >= call.retry.attempts or out_of_time:
+        last_attempt = attempt >= call.retry.attempts
+        # The retry budget keeps an outage from multiplying the load; a
+        # server-named rate-limit wait is not a retry storm and skips it.
+        refused = (
+            not (last_attempt or out_of_time or limited)
+            and self.budget is not None
+            and not self.budget.can_retry()
+        )
+        if refused:
+            reason = f"{reason}; {BUDGET_EXHAUSTED}"
+        if last_attempt or out_of_time or refused:
             if limited and out_of_time:
                 raise RateLimitedError(
                     f"{self.name}: rate limited ({reason}); the next attempt would "

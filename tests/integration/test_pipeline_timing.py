@@ -6,6 +6,7 @@ long the pipeline *decides* to wait without ever waiting for real.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -316,7 +317,7 @@ class ManualTime:
     def __init__(self) -> None:
         self.now = 1000.0
         self.cond = threading.Condition()
-        self.sleeping = 0
+        self.wakes: list[float] = []  # when each current sleeper wants to wake
 
     def clock(self) -> float:
         with self.cond:
@@ -325,19 +326,33 @@ class ManualTime:
     def sleep(self, seconds: float) -> None:
         with self.cond:
             until = self.now + max(seconds, 0.0)
-            self.sleeping += 1
+            self.wakes.append(until)
             self.cond.notify_all()
             ok = self.cond.wait_for(lambda: self.now >= until, timeout=10)
-            self.sleeping -= 1
+            self.wakes.remove(until)
         assert ok, "nobody moved the clock on"
+
+    def _waiting(self) -> list[float]:
+        return [w for w in self.wakes if w > self.now]
 
     def advance_when_sleeping(self, count: int, seconds: float) -> None:
         """Wait (up to 10 s real time) for ``count`` sleepers, then move on."""
         with self.cond:
-            ok = self.cond.wait_for(lambda: self.sleeping >= count, timeout=10)
-            assert ok, f"expected {count} sleepers, saw {self.sleeping}"
+            ok = self.cond.wait_for(lambda: len(self._waiting()) >= count, timeout=10)
+            assert ok, f"expected {count} sleepers, saw {len(self._waiting())}"
             self.now += seconds
             self.cond.notify_all()
+
+    def run_until_done(self, threads: list[threading.Thread]) -> None:
+        """Jump to the next sleeper's wake time until all ``threads`` have
+        finished (at most 100 jumps)."""
+        for _ in range(100):
+            if not any(t.is_alive() for t in threads):
+                return
+            with self.cond:
+                if self.cond.wait_for(self._waiting, timeout=0.05):
+                    self.now = min(self._waiting())
+                    self.cond.notify_all()
 
 
 def test_queued_calls_wait_out_a_secondary_limit(upstream: Upstream) -> None:
@@ -387,6 +402,8 @@ def test_queued_calls_wait_out_a_secondary_limit(upstream: Upstream) -> None:
     for thread in queued:
         thread.start()
     manual.advance_when_sleeping(3, 60.0)
+    # Searches are spaced 2 s apart after the pause: let that time pass too.
+    manual.run_until_done([first, *queued])
     for thread in [first, *queued]:
         thread.join(10)
     assert statuses == [200, 200, 200]
@@ -515,3 +532,78 @@ def test_cache_without_stale_entry_raises_on_failure(upstream: Upstream) -> None
     integration = make_cached(upstream, fake)
     with pytest.raises(RetryExhaustedError):
         integration.request("GET", "/things/7")
+
+
+# -- wiring of the breaker, the retry budget and write spacing ---------------
+
+
+def test_github_writes_are_spaced_a_second_apart(upstream: Upstream) -> None:
+    """Two POSTs in a row through the GitHub provider are at least 1 s apart."""
+    from revo_sdk_plugins.github import GitHubProvider
+
+    fake = FakeTime()
+    upstream.script("POST", "/repos/o/r/issues", json_answer(201, {}))
+    config = IntegrationConfig(
+        name="github", base_url=upstream.url, breaker=BreakerPolicy(enabled=False)
+    )
+    integration = Integration(
+        config, GitHubProvider(), clock=fake.clock, sleep=fake.sleep
+    )
+    integration.request("POST", "/repos/o/r/issues", json={"title": "a"})
+    assert fake.sleeps == []
+    integration.request("POST", "/repos/o/r/issues", json={"title": "b"})
+    assert sum(fake.sleeps) >= 1.0
+
+
+def test_spent_retry_budget_stops_retrying(upstream: Upstream) -> None:
+    """With no retry budget left a 503 is not retried, and the error says why."""
+    fake = FakeTime()
+    upstream.script("GET", "/x", json_answer(503, {}))
+    policy = RetryPolicy(base_delay=0.1, deadline=600, budget_ratio=0.0)
+    integration = make(
+        upstream, fake, retry=dataclasses.replace(policy, budget_floor=0)
+    )
+    with pytest.raises(RetryExhaustedError, match="budget_exhausted"):
+        integration.request("GET", "/x")
+    assert len(upstream.calls()) == 1
+
+
+class Exploding(Provider):
+    """Classifies like the base class, except when told to fail."""
+
+    name = "exploding"
+    fail = False
+
+    def classify(
+        self, status: int, headers: Any, body: bytes, *, path: str = ""
+    ) -> Any:
+        if self.fail:
+            raise RuntimeError("classifier bug")
+        return super().classify(status, headers, body, path=path)
+
+
+def test_breaker_trial_permit_returned_when_classify_raises(
+    upstream: Upstream,
+) -> None:
+    """A half-open trial whose classification raises gives its permit back,
+    so the next call may still try."""
+    fake = FakeTime()
+    upstream.script(
+        "GET", "/x", json_answer(503, {}), json_answer(200, {}), json_answer(200, {})
+    )
+    provider = Exploding()
+    config = IntegrationConfig(
+        name="exploding",
+        base_url=upstream.url,
+        breaker=BreakerPolicy(failure_threshold=1, recovery_timeout=5),
+        retry=RetryPolicy(max_attempts=1),
+    )
+    integration = Integration(config, provider, clock=fake.clock, sleep=fake.sleep)
+    with pytest.raises(RetryExhaustedError):
+        integration.request("GET", "/x")
+    fake.now += 6  # recovery elapsed: one trial permit
+    provider.fail = True
+    with pytest.raises(RuntimeError):
+        integration.request("GET", "/x")
+    provider.fail = False
+    assert integration.request("GET", "/x").status_code == 200
