@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Protocol
 
-from revo_sdk._exceptions import StorageError, WebhookRejected
+from revo_sdk._exceptions import ConfigurationError, StorageError, WebhookRejected
 from revo_sdk._limiter import TokenBucket
 from revo_sdk._webhooks import DEFAULT_MAX_BODY, WebhookManager, WebhookResponse
 
@@ -136,7 +136,10 @@ class WebhookMiddleware:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ingest_rate is not None:
-            TokenBucket(ingest_rate, ingest_burst)  # validates the settings
+            try:
+                TokenBucket(ingest_rate, ingest_burst)  # validates the settings
+            except ValueError as exc:
+                raise ConfigurationError(f"ingest rate limit: {exc}") from None
         self.app = app
         self.client = client
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""

@@ -860,3 +860,14 @@ def test_slack_slow_handler_answered_before_it_finishes_retries_run_once(
         httpd.server_close()
         client.close()
     assert runs == ["Ev1"]
+
+
+def test_bad_ingest_rate_settings_refused(manager: WebhookManager) -> None:
+    """A zero rate or an empty burst is a configuration error at start-up."""
+    from revo_sdk import ConfigurationError
+
+    for rate, burst in [(0.0, 10), (1.0, 0), (float("inf"), 10)]:
+        with pytest.raises(ConfigurationError, match="ingest rate limit"):
+            WebhookMiddleware(
+                downstream, StandIn(manager), ingest_rate=rate, ingest_burst=burst
+            )
