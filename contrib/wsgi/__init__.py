@@ -33,8 +33,9 @@ wrapped application with a rewound copy of the body (``wsgi.input`` is a
 fresh :class:`io.BytesIO`, ``CONTENT_LENGTH`` its length), so a Flask view
 at ``/webhooks/slack`` sees ``request.form`` and ``request.get_data()`` as
 usual. The view's answer is sent if its status is 2xx (a slash command's
-reply text, say; it is buffered in memory, so keep it small); otherwise, or if it raises, the middleware's own 202 is
-sent, since the delivery is stored and a retry would only be a duplicate.
+reply text, say; it is buffered in memory, so keep it small); otherwise,
+or if it raises, the middleware's own 202 is sent, since the delivery is
+stored and a retry would only be a duplicate.
 Rejected deliveries, duplicates and handshakes never reach the view. The
 environ key ``revo_sdk.webhook`` holds the
 :class:`~revo_sdk.WebhookResponse` (queue ``event_id``). Other methods than
