@@ -55,9 +55,10 @@ def collect_providers(pm: pluggy.PluginManager) -> dict[str, Provider]:
             )
         found[provider.name] = provider
 
-    # pluggy calls the most recently registered plugin first; reverse so a
-    # later plugin overrides an earlier one of the same name.
-    for impl in reversed(pm.hook.register_providers.get_hookimpls()):
+    # get_hookimpls() lists plugins in registration order, so a plugin
+    # registered later (one passed to Client(plugins=...)) overrides an
+    # installed provider of the same name.
+    for impl in pm.hook.register_providers.get_hookimpls():
         impl.function(register=register)
     return found
 

@@ -381,3 +381,20 @@ def test_cache_keys_differ_by_credential(client: Client, upstream: Upstream) -> 
     other = client.echo.get("/things/8", headers={"Authorization": "Bearer other"})
     assert other.from_cache is False
     assert len(upstream.calls("GET", "/things/8")) == 2
+
+
+def test_plugin_passed_to_client_overrides_installed_provider() -> None:
+    """A provider given through Client(plugins=...) replaces an installed one."""
+
+    class MyGitHub(Provider):
+        name = "github"
+        default_base_url = "https://github.example.internal/api/v3"
+
+    class Override:
+        @hookimpl
+        def register_providers(self, register: Any) -> None:
+            register(MyGitHub())
+
+    with Client(plugins=[Override()]) as c:
+        assert type(c.providers["github"]) is MyGitHub
+        assert "slack" in c.providers
