@@ -223,7 +223,7 @@ def test_cli_metrics_json_shape(db_path: Path) -> None:
 
     data = json.loads(result.output)
     github, slack = data["integrations"]
-    assert data["since"] == pytest.approx(NOW - 900, abs=60)
+    assert data["since"] == pytest.approx(time.time() - 900, abs=60)
     assert github["integration"] == "github"
     assert (github["calls"], github["p50_ms"], github["p99_ms"]) == (10, 5.0, 10.0)
     assert github["routes"][0]["route"] == "/repos/{o}/{r}"
