@@ -466,6 +466,18 @@ def webhooks() -> None:
 @click.option("--status", type=click.Choice(_queue.STATUSES), help="Only this status.")
 @click.option("--event", help="Only this event name.")
 @click.option(
+    "--kind",
+    type=click.Choice(_queue.KINDS),
+    help="Only incoming webhooks or outgoing outbox calls.",
+)
+@click.option(
+    "--older-than",
+    default=None,
+    callback=_duration_option,
+    metavar="DURATION",
+    help="Only events last updated at least this long ago (30m, 12h, 7d).",
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=1),
     default=50,
@@ -478,14 +490,23 @@ def webhooks_list(
     integration: str | None,
     status: str | None,
     event: str | None,
+    kind: str | None,
+    older_than: float | None,
     limit: int,
     db_path: Path,
     as_json: bool,
 ) -> None:
-    """The newest stored deliveries, newest first."""
+    """The newest stored deliveries and outbox calls, newest first."""
     with open_database(db_path) as db:
         events = _queue.list_events(
-            db, integration=integration, status=status, event=event, limit=limit
+            db,
+            integration=integration,
+            status=status,
+            event=event,
+            kind=kind,
+            older_than=older_than,
+            now=time.time(),
+            limit=limit,
         )
     if as_json:
         echo_json(events)
@@ -499,14 +520,15 @@ def webhooks_list(
             e["integration"],
             e["event"],
             e["status"],
+            e.get("kind", "webhook"),
             f"{e['attempts']}/{e['max_attempts']}",
             _when(e["received_at"]),
             _last_line(e.get("last_error")) or "-",
         ]
         for e in events
     ]
-    headers = ["ID", "INTEGRATION", "EVENT", "STATUS", "ATTEMPTS", "RECEIVED"]
-    click.echo(render_table([*headers, "LAST ERROR"], rows))
+    headers = ["ID", "INTEGRATION", "EVENT", "STATUS", "KIND", "ATTEMPTS"]
+    click.echo(render_table([*headers, "RECEIVED", "LAST ERROR"], rows))
 
 
 @webhooks.command("show")
@@ -536,6 +558,9 @@ def webhooks_show(event_id: int, db_path: Path, as_json: bool) -> None:
     ]
     for label, value in fields:
         click.echo(f"{label + ':':<13}{value}")
+    if event.get("first_error") and event["first_error"] != event.get("last_error"):
+        click.echo("first error:")
+        click.echo(_indent(event["first_error"]))
     if event.get("last_error"):
         click.echo("last error:")
         click.echo(_indent(event["last_error"]))
