@@ -400,8 +400,9 @@ class Limiter:
             counts as 0, which fails fast); defaults to the policy's
             ``max_wait``. Pass what is left of a deadline to bound it.
         :param pause_wait: longest acceptable wait while the scope is paused
-            at a server's request, when that should differ from ``max_wait``
-            (the pipeline lets such pauses run up to the call's deadline).
+            at a server's request or paced to its remaining quota, when that
+            should differ from ``max_wait`` (the pipeline lets such waits run
+            up to the call's deadline).
         :return: the seconds slept (``0.0`` when a token was at hand).
         :raises RateLimitedError: if the wait would exceed ``max_wait``; its
             ``retry_at`` is the epoch time a call would be admitted. Nothing
@@ -418,15 +419,16 @@ class Limiter:
             )
         limit = self._max_wait if max_wait is None else max_wait
         now = self._clock()
-        # An unlocked read: a stale value only picks the other of two limits.
+        # Unlocked reads: a stale value only picks the other of two limits.
         paused = bucket._paused_until > now
-        if pause_wait is not None and paused:
+        paced = bucket._pace_until > now
+        if pause_wait is not None and (paused or paced):
             limit = max(limit, pause_wait)
         if limit < 0.0:  # a caller whose deadline has passed cannot wait at all
             limit = 0.0
         wait = bucket._reserve(now, tokens, limit)
         if wait > limit:
-            raise self._limited(scope, wait, paused, bucket._pace_until > now)
+            raise self._limited(scope, wait, paused, paced)
         if wait > 0.0:
             self._sleep(wait)
             return wait

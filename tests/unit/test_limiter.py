@@ -697,3 +697,14 @@ def test_limiter_space_and_spacing_policy() -> None:
     assert lim.snapshot()["other"]["paused_for"] == pytest.approx(5.0)
     with pytest.raises(ValueError, match="spacing"):
         lim.space("x", 0.0)
+
+
+def test_limiter_pace_wait_may_run_to_pause_wait() -> None:
+    """A paced wait longer than max_wait is allowed up to pause_wait, like a pause."""
+    clock = FakeClock()
+    lim = make_limiter(clock, rate=100.0, burst=100, max_wait=1.0)
+    lim.observe("core", remaining=2, reset_at=10_100.0, limit=5000)
+    assert lim.acquire("core") == 0.0
+    with pytest.raises(RateLimitedError, match="paced"):
+        lim.acquire("core")
+    assert lim.acquire("core", pause_wait=60.0) == pytest.approx(50.0)
