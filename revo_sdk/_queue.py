@@ -239,6 +239,8 @@ def _write(db: Database, *, relaxed: bool = False) -> Iterator[sqlite3.Connectio
     known = current.get(id(conn))
     if known is None or known[0] is not conn or known[1] != wanted:
         conn.execute(f"PRAGMA synchronous = {wanted}")
+        if len(current) >= 8:  # closed databases' connections: forget them
+            current.clear()
         current[id(conn)] = (conn, wanted)
     with db.write() as txn:
         yield txn
