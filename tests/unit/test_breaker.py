@@ -676,7 +676,7 @@ MANUAL_REASON = {
 }
 
 
-@settings(max_examples=300)
+@settings(max_examples=600)
 @given(
     mode=st.sampled_from(["consecutive", "rate"]),
     window=st.sampled_from(["count", "time"]),
