@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
-
-from cachetools import TLRUCache
 
 from ._config import CachePolicy
 
@@ -42,10 +41,6 @@ _TTL_MEMO = 4096
 # A stored entry: the response, when it stops being fresh, and when the
 # cache may drop it (later, so a stale entry can still lend its validators).
 _Entry = tuple[CachedResponse, float, float]
-
-
-def _drop_at(key: str, entry: _Entry, now: float) -> float:
-    return entry[2]
 
 
 def compile_route(pattern: str) -> re.Pattern[str]:
@@ -81,9 +76,12 @@ class ResponseCache:
     validators for a conditional request; :meth:`get` returns fresh ones
     only. The least recently used entry goes first when the cache is full.
 
-    Thread-safety: shared by all threads of an integration. cachetools
-    caches are not synchronised, so every access holds this object's own
-    lock; the clock is read before the lock is taken.
+    Thread-safety: shared by all threads of an integration. Every access
+    holds this object's own lock, which guards only dictionary operations;
+    the clock is read before the lock is taken. Entries past their drop time
+    are removed when met (and by ``len``), least recently used ones when the
+    cache is full: a plain ordered dictionary, so a store costs no heap
+    upkeep.
 
     :param policy: route TTLs, default TTL and size.
     :param clock: monotonic time source in seconds.
@@ -101,16 +99,11 @@ class ResponseCache:
         self._ttls: dict[str, float] = {}
         self._clock = clock
         self._lock = threading.Lock()
-        # The cache's timer returns the time read before the lock was taken.
-        self._now = 0.0
-        self._cache: TLRUCache[str, _Entry] = TLRUCache(
-            policy.maxsize, ttu=_drop_at, timer=self._time
-        )
+        self._maxsize = policy.maxsize
+        # Least recently used first.
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._hits = 0
         self._misses = 0
-
-    def _time(self) -> float:
-        return self._now
 
     def ttl_for(self, path: str) -> float:
         """Seconds a response for ``path`` stays fresh; ``0`` means "do not cache".
@@ -140,11 +133,14 @@ class ResponseCache:
         """The fresh response stored under ``key``, or ``None``."""
         now = self._clock()
         with self._lock:
-            self._now = now
             entry = self._cache.get(key)
-            if entry is not None and now < entry[1]:
-                self._hits += 1
-                return entry[0]
+            if entry is not None:
+                if now < entry[1]:
+                    self._cache.move_to_end(key)
+                    self._hits += 1
+                    return entry[0]
+                if now >= entry[2]:
+                    del self._cache[key]
             self._misses += 1
         return None
 
@@ -156,9 +152,14 @@ class ResponseCache:
         """
         now = self._clock()
         with self._lock:
-            self._now = now
             entry = self._cache.get(key)
-        return None if entry is None else entry[0]
+            if entry is None:
+                return None
+            if now >= entry[2]:
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+        return entry[0]
 
     def put(
         self,
@@ -185,16 +186,17 @@ class ResponseCache:
         fresh = ttl if fresh_for is None else min(max(fresh_for, 0.0), ttl)
         now = self._clock()
         entry = (value, now + fresh, now + 2.0 * ttl)
+        cache = self._cache
         with self._lock:
-            self._now = now
-            self._cache[key] = entry
+            cache[key] = entry
+            cache.move_to_end(key)
+            if len(cache) > self._maxsize:
+                cache.popitem(last=False)
         return True
 
     def invalidate(self, key: str) -> bool:
         """Forget ``key``; ``True`` if it was stored."""
-        now = self._clock()
         with self._lock:
-            self._now = now
             return self._cache.pop(key, None) is not None
 
     def invalidate_prefix(self, prefix: str) -> int:
@@ -206,9 +208,7 @@ class ResponseCache:
         plain prefix, those of ``.../repos/o/r2`` too: dropping too much
         only costs a refetch).
         """
-        now = self._clock()
         with self._lock:
-            self._now = now
             doomed = [k for k in self._cache if _url_of(k).startswith(prefix)]
             for key in doomed:
                 self._cache.pop(key, None)
@@ -223,7 +223,9 @@ class ResponseCache:
         """Entries held, stale ones kept for revalidation included."""
         now = self._clock()
         with self._lock:
-            self._now = now
+            expired = [k for k, entry in self._cache.items() if now >= entry[2]]
+            for key in expired:
+                del self._cache[key]
             return len(self._cache)
 
     def snapshot(self) -> dict[str, object]:
@@ -248,9 +250,17 @@ class _Call:
     __slots__ = ("done", "error", "result")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        # Held while the call runs; waiters block on it. A bare lock is a
+        # fifth of the cost of an Event, and most calls have no waiter.
+        self.done = threading.Lock()
+        self.done.acquire()
         self.result: Any = None
         self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        """Return once the first caller has finished."""
+        self.done.acquire()
+        self.done.release()
 
 
 class SingleFlight:
@@ -280,7 +290,7 @@ class SingleFlight:
             call = self._calls.setdefault(key, fresh)
 
         if call is not fresh:
-            call.done.wait()
+            call.wait()
             if call.error is not None:
                 raise call.error
             return cast(T, call.result), True
@@ -293,5 +303,5 @@ class SingleFlight:
         finally:
             with self._lock:
                 del self._calls[key]
-            call.done.set()
+            call.done.release()
         return cast(T, call.result), False

@@ -227,17 +227,11 @@ class CountingCall(cache_module._Call):
     waiting = 0
     changed = threading.Condition()
 
-    def __init__(self) -> None:
-        super().__init__()
-        plain_wait = self.done.wait
-
-        def wait(timeout: float | None = None) -> bool:
-            with CountingCall.changed:
-                CountingCall.waiting += 1
-                CountingCall.changed.notify_all()
-            return plain_wait(timeout)
-
-        self.done.wait = wait  # type: ignore[method-assign]  # instrumented for the test
+    def wait(self) -> None:
+        with CountingCall.changed:
+            CountingCall.waiting += 1
+            CountingCall.changed.notify_all()
+        super().wait()
 
     @classmethod
     def until_waiting(cls, count: int) -> bool:
@@ -325,3 +319,35 @@ def test_singleflight_different_keys_do_not_share() -> None:
     flight = SingleFlight()
     assert flight.do("a", lambda: 1) == (1, False)
     assert flight.do("b", lambda: 2) == (2, False)
+
+
+def test_cache_put_fresh_for_zero_keeps_entry_for_revalidation() -> None:
+    """An entry stored fresh for 0 s is never a hit but lends its validators."""
+    clock = FakeClock()
+    cache = make(clock)
+    stored = response()
+    assert cache.put(key("u"), "/repos/o/r", stored, fresh_for=0.0)
+    assert cache.get(key("u")) is None
+    assert cache.get_stale(key("u")) is stored
+
+
+def test_cache_put_fresh_for_never_exceeds_route_ttl() -> None:
+    """fresh_for may shorten the route's TTL, never lengthen it."""
+    clock = FakeClock()
+    cache = make(clock)
+    cache.put(key("u"), "/repos/o/r", response(), fresh_for=1e9)
+    clock.advance(3600.0)
+    assert cache.get(key("u")) is None
+
+
+def test_cache_len_drops_entries_past_their_drop_time() -> None:
+    """len counts stale entries still kept for revalidation, not dropped ones."""
+    clock = FakeClock()
+    cache = make(clock)
+    cache.put(key("a"), "/repos/o/a", response())
+    cache.put(key("b"), "/users.list", response())  # a 1800 s route
+    clock.advance(2000.0)
+    assert cache.get(key("b")) is None
+    assert len(cache) == 2  # the stale 1800 s entry is kept for revalidation
+    clock.advance(2000.0)
+    assert len(cache) == 1  # and dropped once twice its TTL has passed
