@@ -340,6 +340,8 @@ def layer_jobs() -> dict[str, Callable[[], object]]:
         preload_content=True,
     )
 
+    fresh = itertools.count()
+
     def breaker_job() -> None:
         breaker.record(breaker.acquire(), True)
 
@@ -350,6 +352,9 @@ def layer_jobs() -> dict[str, Callable[[], object]]:
         "revo to_response": lambda: to_response(raw, "http://h/x", 0.0),
         "revo bookkeeping (stub transport)": lambda: integration.request(
             "GET", UNCACHED, cache=False
+        ),
+        "revo bookkeeping, cache miss + store": lambda: integration.request(
+            "GET", CACHED, params={"n": next(fresh)}
         ),
     }
     try:
