@@ -240,7 +240,7 @@ _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:right}
-th:first-child,td:first-child{text-align:left}
+th:first-child,td:first-child,.t{text-align:left}
 .healthy,.pass{color:#17702e}.degraded{color:#a66300}
 .unhealthy,.fail{color:#b0171f}.unknown,.nodata{color:#777}
 .charts{display:flex;flex-wrap:wrap;gap:1.5em}
@@ -318,8 +318,8 @@ def render_page(data: Mapping[str, Any], history: Mapping[str, Any]) -> str:
         rows.append(
             f'<tr id="integration-{html.escape(row["integration"])}">'
             f"<td>{html.escape(row['integration'])}</td>"
-            f'<td class="{health}" title="{reasons}">{health}</td>'
-            f"<td>{_fmt(row['breaker'])}</td>"
+            f'<td class="t {health}" title="{reasons}">{health}</td>'
+            f'<td class="t">{_fmt(row["breaker"])}</td>'
             f"<td>{_fmt(row['limiter_headroom'], 'pct')}</td>"
             f"<td>{_fmt(row['calls'])}</td>"
             f"<td>{_fmt(row['p95_ms'], 'ms')}</td>"
@@ -328,13 +328,14 @@ def render_page(data: Mapping[str, Any], history: Mapping[str, Any]) -> str:
             f"<td>{_fmt(row['queue_depth'])}</td>"
             f"<td>{_fmt(row['dead_letters'])}</td>"
             f"<td>{_fmt(row['uptime'], 'pct')}</td>"
-            f"<td>{alerts}</td></tr>"
+            f'<td class="t">{alerts}</td></tr>'
         )
     table = (
-        "<table><thead><tr><th>integration</th><th>health</th><th>breaker</th>"
+        '<table><thead><tr><th>integration</th><th class="t">health</th>'
+        '<th class="t">breaker</th>'
         "<th>limiter headroom</th><th>calls 15m</th><th>p95 ms</th>"
         "<th>error rate</th><th>cache hit</th><th>queue</th><th>dead</th>"
-        "<th>uptime 24h</th><th>firing alerts</th></tr></thead><tbody>"
+        '<th>uptime 24h</th><th class="t">firing alerts</th></tr></thead><tbody>'
         + ("".join(rows) or '<tr><td colspan="12">no integrations yet</td></tr>')
         + "</tbody></table>"
     )
