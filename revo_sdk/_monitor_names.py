@@ -180,10 +180,15 @@ EVENT_METRICS: Final[dict[str, str]] = {
     "webhook_dead": "revo.webhook.dead",
 }
 
-#: ``webhook_rejected`` reasons that are not about the signature.
+#: ``webhook_rejected`` reasons that are not about the signature (the
+#: others, answered 401, are counted as verification failures too).
 NON_VERIFICATION_REASONS: Final[frozenset[str]] = frozenset(
     {
         "malformed",
+        "malformed_body",
+        "malformed_header",
+        "missing_delivery_id",
+        "missing_event",
         "no event name",
         "storage_unavailable",
         "too_large",
@@ -191,6 +196,12 @@ NON_VERIFICATION_REASONS: Final[frozenset[str]] = frozenset(
         "unsupported_media_type",
     }
 )
+
+
+def is_verification_failure(reason: str) -> bool:
+    """Whether a ``webhook_rejected`` reason says the signature did not verify."""
+    return reason not in NON_VERIFICATION_REASONS and not reason.startswith("malformed")
+
 
 #: Breaker state -> value of ``revo.client.breaker.state``.
 BREAKER_VALUES: Final[dict[str, int]] = {"closed": 0, "half_open": 1, "open": 2}

@@ -27,7 +27,7 @@ from ._monitor_names import (
     BY_NAME,
     EVENT_METRICS,
     HEALTH_VALUES,
-    NON_VERIFICATION_REASONS,
+    is_verification_failure,
     prometheus_name,
 )
 from ._rollup import BOUNDS_MS, attempt_groups, bucket_of, event_groups
@@ -189,10 +189,7 @@ class StoreCollector:
                 )
             elif len(labels) == 2:
                 family(name, labels).add_metric([integ, detail], n)
-                if (
-                    kind == "webhook_rejected"
-                    and detail not in NON_VERIFICATION_REASONS
-                ):
+                if kind == "webhook_rejected" and is_verification_failure(detail):
                     ver = "revo.webhook.verification.failures"
                     family(ver, BY_NAME[ver].labels).add_metric([integ, detail], n)
             else:
