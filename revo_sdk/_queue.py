@@ -608,17 +608,12 @@ def ack_and_claim(
         params = (names, now, 1, kind_list)
         if probe and not _retrying("claim", lambda: db.query(_ANY_DUE, params)[0][0]):
             return 0, []
-    acked, taken = _retrying(
+    return _retrying(
         "claim",
         lambda: _take(
             db, done, names, kind_list, 0 if no_claim else limit, lease=lease, now=now
         ),
     )
-    if not taken:
-        return acked, []
-    # Payloads are read after the commit: the write lock is held only for
-    # the small rows, and a leased row's payload does not change.
-    return acked, _retrying("claim", lambda: _load_claimed(db, taken, now + lease))
 
 
 def _take(
@@ -630,12 +625,11 @@ def _take(
     *,
     lease: float,
     now: float,
-) -> tuple[int, list[int]]:
-    taken: list[int] = []
+) -> tuple[int, list[ClaimedEvent]]:
     with _write(db, relaxed=True) as conn:
         acked = _ack_rows(conn, done, now)
         if limit < 1:
-            return acked, taken
+            return acked, []
         expired = conn.execute(
             _CLAIM_EXPIRED, (names, now, limit, kind_list)
         ).fetchall()
@@ -654,14 +648,17 @@ def _take(
                 taken.append(event_id)
         if lost:
             _mark_lost(conn, lost, now)
-        if taken:
-            conn.execute(
-                "UPDATE webhook_events SET status = 'processing',"
-                " lease_until = ?, attempts = attempts + 1, updated_at = ?"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                (now + lease, now, _id_list(taken)),
-            )
-    return acked, taken
+        if not taken:
+            return acked, []
+        conn.execute(
+            "UPDATE webhook_events SET status = 'processing',"
+            " lease_until = ?, attempts = attempts + 1, updated_at = ?"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (now + lease, now, _id_list(taken)),
+        )
+        # Read inside the transaction: the pages were just touched, and the
+        # payloads are small next to the cost of a separate read.
+        return acked, _load_claimed(conn, taken, now + lease)
 
 
 def _ack_rows(
@@ -696,9 +693,9 @@ def _mark_lost(conn: sqlite3.Connection, ids: list[int], now: float) -> None:
 
 
 def _load_claimed(
-    db: Database, ids: list[int], lease_until: float
+    conn: sqlite3.Connection, ids: list[int], lease_until: float
 ) -> list[ClaimedEvent]:
-    rows = db.connection().execute(
+    rows = conn.execute(
         "SELECT e.id, e.integration, e.event, e.delivery_id, e.attempts,"
         " e.max_attempts, p.headers, p.body, e.kind, e.ordering_key"
         " FROM webhook_events e LEFT JOIN webhook_payloads p ON p.event_id = e.id"
