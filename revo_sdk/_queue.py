@@ -164,6 +164,11 @@ class _Counters:
         with self._lock:
             self.values[name] += n
 
+    def add_group(self, size: int) -> None:
+        with self._lock:
+            self.values["group_commits"] += 1
+            self.values["group_messages"] += size
+
 
 _counters = _Counters()
 
@@ -357,8 +362,7 @@ def _commit_batch(db: Database, batch: list[_Waiter]) -> None:
             results = [_insert(conn, *w.message) for w in group]
         for waiter, result in zip(group, results, strict=True):
             waiter.result = result
-        _counters.add("group_commits")
-        _counters.add("group_messages", len(group))
+        _counters.add_group(len(group))
 
     try:
         _retrying("enqueue", lambda: one_transaction(batch))
