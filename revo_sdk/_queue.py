@@ -819,28 +819,6 @@ def fail(
     return _retrying("fail", run)
 
 
-def release(
-    db: Database, event_id: int, *, attempt: int, delay: float, now: float
-) -> bool:
-    """Give a claimed message back without counting the attempt.
-
-    For a worker shutting down before it started the handler. Returns
-    whether the message was still ours.
-    """
-
-    def run() -> bool:
-        with _write(db, relaxed=True) as conn:
-            cur = conn.execute(
-                "UPDATE webhook_events SET status = 'pending', lease_until = NULL,"
-                " attempts = attempts - 1, available_at = ?1, updated_at = ?2"
-                " WHERE id = ?3 AND status = 'processing' AND attempts = ?4",
-                (now + delay, now, event_id, attempt),
-            )
-            return cur.rowcount == 1
-
-    return _retrying("release", run)
-
-
 # -- views --------------------------------------------------------------------
 
 
