@@ -60,6 +60,7 @@ from revo_sdk import (
 )
 from revo_sdk._bench.emulator import EmulatorProcess
 from revo_sdk._breaker import CircuitBreaker
+from revo_sdk._db import Database
 from revo_sdk._limiter import Limiter
 from revo_sdk._metrics import Metrics
 from revo_sdk._pipeline import Integration
@@ -324,9 +325,8 @@ def _stub_integration(metrics: Metrics) -> Integration:
     return integration
 
 
-def layer_jobs() -> dict[str, Callable[[], object]]:
+def layer_jobs(metrics: Metrics) -> dict[str, Callable[[], object]]:
     """Name -> one operation of a layer (or of an alternative to it)."""
-    metrics = Metrics(None)
     limiter = Limiter(LimiterPolicy(rate=1e9, burst=1_000_000))
     breaker = CircuitBreaker(BreakerPolicy())
     integration = _stub_integration(metrics)
@@ -390,11 +390,20 @@ def layer_costs(ops: int, rounds: int, threads: int) -> dict[str, list[float]]:
     With several threads every thread runs ``ops`` operations at once and the
     figure is wall time over all operations, so lock contention shows.
     """
-    jobs = layer_jobs()
-    costs: dict[str, list[float]] = {name: [] for name in jobs}
-    for _ in range(rounds):
-        for name, job in jobs.items():
-            costs[name].append(_time_job(job, ops, threads))
+    with tempfile.TemporaryDirectory(prefix="revo-bench-") as scratch:
+        # Metrics as a client keeps them: flushed to SQLite by their thread.
+        database = Database(Path(scratch) / "layers.db")
+        metrics = Metrics(lambda: database)
+        try:
+            jobs = layer_jobs(metrics)
+            costs: dict[str, list[float]] = {name: [] for name in jobs}
+            for _ in range(rounds):
+                for name, job in jobs.items():
+                    metrics.flush()  # no job pays for the previous one's rows
+                    costs[name].append(_time_job(job, ops, threads))
+        finally:
+            metrics.close()
+            database.close()
     return costs
 
 
