@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import Seen, Upstream, json_answer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from revo_sdk import (
     BreakerPolicy,
@@ -297,3 +299,11 @@ def test_max_pages_stops_early(upstream: Upstream) -> None:
     )
     pages = list(iter_pages(slack(upstream, FakeTime()), "/users.list", max_pages=3))
     assert len(pages) == 3
+
+
+@given(st.text(max_size=300))
+def test_parse_link_never_raises_and_keeps_paging_relations(value: str) -> None:
+    """Any header text parses without error into paging relations only."""
+    found = parse_link(value)
+    assert set(found) <= {"next", "prev", "previous", "first", "last"}
+    assert all(isinstance(url, str) and url for url in found.values())
