@@ -87,6 +87,10 @@ DEDUP_TTL = 7 * 86400.0
 #: Most messages one group commit writes in one transaction.
 MAX_GROUP = 256
 
+#: Extra transactions a leader commits for callers that queued while it
+#: committed, before it hands the lead to one of them.
+LEADER_ROUNDS = 2
+
 #: Retries of an operation that met ``database is locked`` despite the busy
 #: timeout, and the first pause between them (doubling, with jitter).
 BUSY_RETRIES = 8
@@ -323,15 +327,23 @@ class _CommitGroup:
                 batch += self._queue[: MAX_GROUP - 1]
                 del self._queue[: MAX_GROUP - 1]
             _commit_batch(db, batch)
+            # Callers that queued meanwhile: commit them too, a bounded
+            # number of rounds, instead of waking one of them to do it.
+            for _ in range(LEADER_ROUNDS):
+                self._release(batch[1:])
+                with self._lock:
+                    batch = [me, *self._queue[:MAX_GROUP]]
+                    del self._queue[:MAX_GROUP]
+                if len(batch) == 1:
+                    break
+                _commit_batch(db, batch[1:])
         except BaseException as exc:  # never leave a follower waiting
             for waiter in batch:
                 if waiter.result is None and waiter.error is None:
                     waiter.error = exc
             raise
         finally:
-            for waiter in batch[1:]:
-                assert waiter.event is not None
-                waiter.event.set()
+            self._release(batch[1:])
             with self._lock:
                 successor = self._queue[0] if self._queue else None
                 if successor is None:
@@ -342,6 +354,12 @@ class _CommitGroup:
                 assert successor.event is not None
                 successor.event.set()
         return _outcome(me)
+
+    @staticmethod
+    def _release(waiters: list[_Waiter]) -> None:
+        for waiter in waiters:
+            assert waiter.event is not None
+            waiter.event.set()
 
 
 def _outcome(waiter: _Waiter) -> tuple[int, bool]:
