@@ -290,10 +290,11 @@ class _CommitGroup:
 
     The first caller to arrive while nobody commits becomes the leader and
     commits at once; callers arriving meanwhile queue up and wait. When the
-    leader's transaction is done it answers the callers it carried and makes
-    the first caller still queued the next leader, who takes everything
-    queued by then into one transaction. A lone caller therefore never waits
-    for another thread, and under load one sync serves many callers.
+    leader's transaction is done it answers the callers it carried, commits
+    whoever queued meanwhile (at most :data:`LEADER_ROUNDS` more
+    transactions, so its own caller is not held for long), then makes the
+    first caller still queued the next leader. A lone caller therefore never
+    waits for another thread, and under load one sync serves many callers.
 
     Thread safety: all state is guarded by ``_lock``, which is never held
     across SQLite calls.
