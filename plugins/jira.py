@@ -258,10 +258,15 @@ def _without_quota_headers(headers: Mapping[str, str]) -> bool:
     this provider reads; ``False`` (look closer) for other mappings."""
     if not isinstance(headers, CaseInsensitiveDict):
         return False
+    # Its storage is keyed by the lower-case name; "in" on the mapping
+    # itself would raise and catch a KeyError for each absent field.
+    store = getattr(headers, "_store", None)
+    if type(store) is not dict:
+        store = {name.lower(): None for name in headers}
     return not (
-        "X-RateLimit-Remaining" in headers
-        or "X-RateLimit-Reset" in headers
-        or "X-RateLimit-Limit" in headers
+        "x-ratelimit-remaining" in store
+        or "x-ratelimit-reset" in store
+        or "x-ratelimit-limit" in store
     )
 
 

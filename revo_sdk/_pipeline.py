@@ -319,7 +319,7 @@ class Integration:
         status = response.status_code
         if status == 304 and stale is not None and sent is not call:
             refreshed = _refreshed(stale, response)
-            storable, fresh_for = _storability(response.headers.get("Cache-Control"))
+            storable, fresh_for = _storability(_header(response, "cache-control"))
             if storable:
                 self.cache.put(key, call.path, refreshed, fresh_for=fresh_for)
             else:
@@ -327,7 +327,7 @@ class Integration:
             self._emit("cache_revalidated", route_of(call.path), 1.0)
             return _from_cached(refreshed)
         if status == 200:
-            storable, fresh_for = _storability(response.headers.get("Cache-Control"))
+            storable, fresh_for = _storability(_header(response, "cache-control"))
             if storable:
                 self.cache.put(
                     key, call.path, _to_cached(response), fresh_for=fresh_for
@@ -445,7 +445,7 @@ class Integration:
             retry_after = outcome.retry_after
             if retry_after is None:
                 retry_after = parse_retry_after(
-                    response.headers.get("Retry-After"), now=time.time()
+                    _header(response, "retry-after"), now=time.time()
                 )
             self._before_retry(
                 call, response, outcome, attempt, deadline, route, scope, retry_after
@@ -684,12 +684,12 @@ def _timeout(value: float | tuple[float, float] | None) -> urllib3.Timeout | Non
 def _to_cached(response: requests.Response) -> CachedResponse:
     return CachedResponse(
         status=response.status_code,
-        headers=tuple(response.headers.items()),
+        headers=_header_items(response),
         body=response.content,
         url=response.url,
         stored_at=time.time(),
-        etag=response.headers.get("ETag"),
-        last_modified=response.headers.get("Last-Modified"),
+        etag=_header(response, "etag"),
+        last_modified=_header(response, "last-modified"),
     )
 
 
@@ -710,6 +710,30 @@ def _copy_response(response: requests.Response) -> requests.Response:
     # A copy of a network answer says so; one of a revalidated entry does not.
     copy.from_cache = getattr(response, "from_cache", False)  # type: ignore[attr-defined]
     return copy
+
+
+def _header(response: requests.Response, lower_name: str) -> str | None:
+    """``response.headers.get(name)`` without the exception a miss costs.
+
+    ``CaseInsensitiveDict`` answers ``get`` through ``__getitem__`` and a
+    caught ``KeyError`` (about a microsecond); its storage, keyed by the
+    lower-case name, answers at once. Other mappings take the public route.
+    """
+    headers = response.headers
+    store = getattr(headers, "_store", None)
+    if type(store) is dict:
+        found = store.get(lower_name)
+        return None if found is None else found[1]
+    value = headers.get(lower_name)
+    return None if value is None else str(value)
+
+
+def _header_items(response: requests.Response) -> tuple[tuple[str, str], ...]:
+    """The response's ``(name, value)`` pairs, names as the server sent them."""
+    store = getattr(response.headers, "_store", None)
+    if type(store) is dict:
+        return tuple(store.values())
+    return tuple(response.headers.items())
 
 
 def _refreshed(entry: CachedResponse, answer: requests.Response) -> CachedResponse:

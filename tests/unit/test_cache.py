@@ -351,3 +351,34 @@ def test_cache_len_drops_entries_past_their_drop_time() -> None:
     assert len(cache) == 2  # the stale 1800 s entry is kept for revalidation
     clock.advance(2000.0)
     assert len(cache) == 1  # and dropped once twice its TTL has passed
+
+
+def test_cache_survives_8_threads_mixing_every_operation() -> None:
+    """Without a lock, concurrent puts, gets, invalidations and len never
+    raise, and the cache never holds more than maxsize (plus racing puts)."""
+    clock = FakeClock()
+    cache = make(clock, maxsize=64)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for n in range(2000):
+                k = key(f"{GITHUB}/repos/o/r{(worker * 7 + n) % 200}")
+                cache.put(k, "/repos/o/r", response())
+                cache.get(k)
+                cache.get_stale(k)
+                if n % 50 == 0:
+                    cache.invalidate_prefix(f"{GITHUB}/repos/o/r1")
+                    len(cache)
+                if n % 97 == 0:
+                    cache.invalidate(k)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(cache) <= 64 + 8
