@@ -201,6 +201,12 @@ class WebhookManager:
         remembered for 7 days whatever this is.
     :param dead_retention: the same for dead events (default 30 days).
     :param purge_interval: seconds between two retention purges by workers.
+    :param heartbeat: when set, started workers extend the lease of every
+        event whose handler is still running every ``heartbeat`` seconds
+        (to ``now + lease``), so handlers of any length keep their events.
+        A handler that hangs then holds its event until its process ends.
+        Not applied by :meth:`drain`; there, call
+        :meth:`Delivery.extend_lease` yourself.
     :param ordering: ``ordering(integration, parsed_event) -> key or None``;
         events with the same key are handled one at a time, oldest first
         (for example the repository or issue an event is about). A
@@ -228,6 +234,7 @@ class WebhookManager:
         dead_retention: float | None = 30 * 86400.0,
         purge_interval: float = 3600.0,
         ordering: Callable[[str, WebhookEvent], str | None] | None = None,
+        heartbeat: float | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
@@ -235,6 +242,8 @@ class WebhookManager:
             raise ConfigurationError("lease and poll_interval must be > 0")
         if max_body < 0:
             raise ConfigurationError("max_body must be >= 0")
+        if heartbeat is not None and not 0 < heartbeat < lease:
+            raise ConfigurationError("heartbeat must be > 0 and shorter than lease")
         self._database = database
         self._resolve = resolve
         self._notify = notify
@@ -250,6 +259,8 @@ class WebhookManager:
         self._ordering = ordering
         self._outbox: Callable[[_queue.ClaimedEvent], None] | None = None
         self._next_purge = 0.0  # monotonic; the first worker loop purges
+        self.heartbeat = heartbeat
+        self._inflight: dict[int, _queue.ClaimedEvent] = {}  # guarded by _lock
         # Replaced whole on registration, so readers never need the lock.
         self._handlers: dict[str, tuple[tuple[str, Handler], ...]] = {}
         self._lock = threading.Lock()
@@ -493,6 +504,15 @@ class WebhookManager:
                 )
                 for n in range(threads)
             ]
+            if self.heartbeat is not None:
+                self._threads.append(
+                    threading.Thread(
+                        target=self._beat,
+                        args=(self._stop, self.heartbeat),
+                        name="revo-webhooks-heartbeat",
+                        daemon=True,
+                    )
+                )
             started = list(self._threads)
         for thread in started:
             thread.start()
@@ -647,8 +667,39 @@ class WebhookManager:
             log.info("retention purge: %s", purged)
         return purged
 
+    def _beat(self, stop: threading.Event, interval: float) -> None:
+        """Extend the leases of running handlers until ``stop`` is set."""
+        while not stop.wait(interval):
+            with self._lock:
+                running = list(self._inflight.values())
+            for item in running:
+                try:
+                    kept = _queue.extend_lease(
+                        self._database(),
+                        item.id,
+                        attempt=item.attempts,
+                        lease=self.lease,
+                        now=self._clock(),
+                    )
+                except StorageError as exc:
+                    log.warning("lease of event %d not extended: %s", item.id, exc)
+                    continue
+                if not kept:
+                    log.warning("event %d lost its lease while running", item.id)
+
     def _process(self, item: _queue.ClaimedEvent) -> str | None:
         """Run the handlers; a reason (maybe empty) when the event is done."""
+        if self.heartbeat is None:
+            return self._run_handlers(item)
+        with self._lock:
+            self._inflight[item.id] = item
+        try:
+            return self._run_handlers(item)
+        finally:
+            with self._lock:
+                self._inflight.pop(item.id, None)
+
+    def _run_handlers(self, item: _queue.ClaimedEvent) -> str | None:
         try:
             if item.kind == _queue.OUTBOX:
                 if self._outbox is None:  # claimed by kind filter; defensive

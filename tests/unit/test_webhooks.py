@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from revo_sdk import (
+    ConfigurationError,
     IntegrationConfig,
     PermanentHandlerError,
     Provider,
@@ -598,8 +599,6 @@ def test_decode_body_json_and_forms() -> None:
 
 def test_manager_rejects_bad_settings(db: Database) -> None:
     """Nonsense settings fail at construction."""
-    from revo_sdk import ConfigurationError
-
     with pytest.raises(ConfigurationError):
         WebhookManager(database=lambda: db, resolve=resolve, max_attempts=0)
     with pytest.raises(ConfigurationError):
@@ -733,3 +732,42 @@ def test_failure_not_recorded_is_not_a_handler_error(
 
     [row] = queue.list_events(db)
     assert (row["status"], row["attempts"]) == ("processing", 1)
+
+
+def test_heartbeat_extends_lease_of_running_handler(
+    db: Database, clock: FakeClock
+) -> None:
+    """With a heartbeat, a running handler's lease follows the clock forward."""
+    hooks = WebhookManager(
+        database=lambda: db, resolve=resolve, clock=clock, lease=30, heartbeat=0.01
+    )
+    started, release = threading.Event(), threading.Event()
+
+    @hooks.on("github")
+    def long_running(d: Delivery) -> None:
+        started.set()
+        release.wait(10)
+
+    post(hooks, delivery("d1"))
+    hooks.start(threads=1)
+    try:
+        assert started.wait(10)
+        clock.now += 1000  # far past the first lease
+        for _ in range(1000):  # bounded: the heartbeat runs every 10 ms
+            [row] = queue.list_events(db)
+            if row["lease_until"] == clock.now + 30:
+                break
+            time.sleep(0.005)
+        assert row["lease_until"] == clock.now + 30
+        assert queue.claim(db, limit=1, lease=30, now=clock.now) == []
+    finally:
+        release.set()
+        hooks.stop()
+
+    assert queue.counts(db) == {"github": {"done": 1}}
+
+
+def test_heartbeat_must_be_shorter_than_lease(db: Database) -> None:
+    """A heartbeat at or above the lease would let the lease lapse: refused."""
+    with pytest.raises(ConfigurationError):
+        WebhookManager(database=lambda: db, resolve=resolve, lease=5, heartbeat=5)
