@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from ._alerts import DEFAULT_RULES, AlertRule
+from ._breaker import StateChange
 from ._client import Client, IntegrationHandle
 from ._config import (
     NO_FALLBACK,
@@ -32,6 +34,7 @@ from ._exceptions import (
     PermanentHandlerError,
     RateLimitedError,
     RetryExhaustedError,
+    RetryLater,
     RevoError,
     RevoWarning,
     StorageError,
@@ -41,13 +44,22 @@ from ._exceptions import (
     WebhookError,
     WebhookRejected,
 )
+from ._health import HealthResult, HealthThresholds
+from ._monitor import Monitor
+from ._monitor_names import METRICS, MetricName
+from ._outbox import Enqueued
 from ._provider import Outcome, Provider, RateLimitInfo, VerifyResult, WebhookEvent
-from ._records import AttemptRecord, BreakerChange, WebhookRecord
+from ._records import AlertRecord, AttemptRecord, BreakerChange, WebhookRecord
+from ._retry import RetryBudget
 from ._webhooks import Delivery, WebhookManager, WebhookResponse
 from .hookspecs import hookimpl
 
 __all__ = [
+    "DEFAULT_RULES",
+    "METRICS",
     "NO_FALLBACK",
+    "AlertRecord",
+    "AlertRule",
     "AttemptRecord",
     "AuthenticationError",
     "BreakerChange",
@@ -62,20 +74,28 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "Delivery",
+    "Enqueued",
     "HTTPStatusError",
+    "HealthResult",
+    "HealthThresholds",
     "IntegrationConfig",
     "IntegrationHandle",
     "LimiterPolicy",
+    "MetricName",
+    "Monitor",
     "Outcome",
     "PaginationError",
     "PermanentHandlerError",
     "Provider",
     "RateLimitInfo",
     "RateLimitedError",
+    "RetryBudget",
     "RetryExhaustedError",
+    "RetryLater",
     "RetryPolicy",
     "RevoError",
     "RevoWarning",
+    "StateChange",
     "StorageError",
     "Timeouts",
     "TransportError",

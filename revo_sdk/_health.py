@@ -156,8 +156,8 @@ def assess(
         worse.append(f"{failed_run} health checks failed in a row")
     elif failed_run:
         bad.append("last health check failed")
-    if breaker == "open":
-        worse.append("circuit breaker open")
+    if breaker in ("open", "forced_open"):
+        worse.append(f"circuit breaker {breaker.replace('_', ' ')}")
     elif breaker == "half_open":
         bad.append("circuit breaker half-open")
     if error_rate is not None and calls >= limits.min_calls:
