@@ -936,6 +936,7 @@ def run_bench(
     db_path = Path(db) if db is not None else scratch / "bench.db"
     emulator = EmulatorProcess(fault_rate=fault_rate, seed=seed)
     clients: list[Client] = []
+    status = ""
     try:
         try:
             samples = load_samples(Path(payloads) if payloads is not None else None)
@@ -965,8 +966,10 @@ def run_bench(
             return 2
     finally:
         for client in clients:
-            client.close()
+            client.close()  # flushes the metrics the status table reads
         emulator.stop()
+        if not json and db_path.exists():
+            status = _status_table(db_path)
         shutil.rmtree(scratch, ignore_errors=True)
 
     report["config"].update(
@@ -974,7 +977,19 @@ def run_bench(
         db=str(db_path) if db is not None else "temporary",
     )
     click.echo(jsonlib.dumps(report, indent=2) if json else format_report(report))
+    if status:
+        click.echo("\nStatus of the run's integrations (revo-sdk status)\n" + status)
     return 0 if report["ok"] else 1
+
+
+def _status_table(db_path: Path) -> str:
+    """The ``revo-sdk status`` table of the run's database, or a note why not."""
+    from .._cli_monitor import print_status
+
+    try:
+        return print_status(db_path, echo=lambda text: None)
+    except RevoError as exc:
+        return f"(status unavailable: {exc})"
 
 
 def _run(
