@@ -146,7 +146,9 @@ def _alerts_group() -> click.Group:
         show_default=True,
         help="Only alerts active since then (15m, 1h, 2d, an ISO time, 'all').",
     )
-    @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+    @click.option(
+        "--limit", type=click.IntRange(1, 2**63 - 1), default=50, show_default=True
+    )
     @db_option
     @json_option
     def alerts_list(
@@ -188,7 +190,7 @@ def _alerts_group() -> click.Group:
         click.echo(render_table([*headers, "RESOLVED"], rows))
 
     @alerts.command("show")
-    @click.argument("alert_id", metavar="ID", type=int)
+    @click.argument("alert_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
     @db_option
     @json_option
     def alerts_show(alert_id: int, db_path: Path, as_json: bool) -> None:

@@ -244,6 +244,11 @@ class Database:
         if found is None:
             raise StorageError(f"{self.path} is not a revo-sdk database")
 
+    def pending_migrations(self) -> list[str]:
+        """Names of the migrations this code knows that the file lacks."""
+        done = {row[0] for row in self.query("SELECT name FROM _revo_migrations")}
+        return [name for name, _ in MIGRATIONS if name not in done]
+
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -160,12 +160,18 @@ def json_option(func: F) -> F:
     )(func)
 
 
+#: Row ids and limits fit SQLite's 64-bit integers.
+ROW_ID = click.IntRange(1, 2**63 - 1)
+
+
 @contextlib.contextmanager
-def open_database(path: Path) -> Iterator[Database]:
+def open_database(path: Path, *, write: bool = False) -> Iterator[Database]:
     """The database at ``path`` for the length of a command.
 
-    A missing file is a user error (reading never creates one), and storage
-    failures become click errors instead of tracebacks.
+    A missing file is a user error (reading never creates one), a file that
+    is not a revo-sdk database is refused unchanged, and storage failures
+    become click errors instead of tracebacks. Reading commands open the file
+    read-only, unless it lacks migrations this version needs.
     """
     if not path.is_file():
         raise click.ClickException(
@@ -174,7 +180,10 @@ def open_database(path: Path) -> Iterator[Database]:
             f"`revo-sdk bench --db {path}`."
         )
     try:
-        db = Database(path)
+        db = Database(path, readonly=not write)
+        if not write and db.pending_migrations():
+            db.close()
+            db = Database(path)  # a revo-sdk file from an older version
     except (StorageError, sqlite3.Error, OSError) as exc:
         raise click.ClickException(f"cannot open {path}: {exc}") from exc
     try:
@@ -479,7 +488,7 @@ def webhooks() -> None:
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=ROW_ID,
     default=50,
     show_default=True,
     help="Newest events to show.",
@@ -532,7 +541,7 @@ def webhooks_list(
 
 
 @webhooks.command("show")
-@click.argument("event_id", metavar="ID", type=int)
+@click.argument("event_id", metavar="ID", type=ROW_ID)
 @db_option
 @json_option
 def webhooks_show(event_id: int, db_path: Path, as_json: bool) -> None:
@@ -583,7 +592,7 @@ def _pretty_body(body: str) -> str:
 
 
 @webhooks.command("replay")
-@click.argument("event_ids", metavar="[ID]...", nargs=-1, type=int)
+@click.argument("event_ids", metavar="[ID]...", nargs=-1, type=ROW_ID)
 @click.option("--all-dead", is_flag=True, help="Replay every dead event.")
 @db_option
 @json_option
@@ -597,7 +606,7 @@ def webhooks_replay(
     """
     if bool(event_ids) == all_dead:
         raise click.UsageError("give the ids of the events to replay, or --all-dead")
-    with open_database(db_path) as db:
+    with open_database(db_path, write=True) as db:
         if all_dead:
             replayed = _queue.replay(db, None, status=_queue.DEAD, now=time.time())
         else:
@@ -638,7 +647,7 @@ def webhooks_purge(
 ) -> None:
     """Delete finished deliveries (and their payloads) for good."""
     age = "" if older_than is None else f" last updated over {_span(older_than)} ago"
-    with open_database(db_path) as db:
+    with open_database(db_path, write=True) as db:
         if not yes:
             click.confirm(
                 f"Delete every {status} webhook event{age} from {db_path}?",

@@ -744,3 +744,39 @@ def test_cli_print_status_for_bench(db_path: Path) -> None:
     assert printed == [text]
     assert text.startswith("INTEGRATION")
     assert "github" in text
+
+
+def test_cli_read_commands_leave_a_foreign_database_unchanged(tmp_path: Path) -> None:
+    """Pointing status at another application's SQLite file refuses it unchanged."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from revo_sdk.cli import main
+
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")
+    before = other.read_bytes()
+    result = CliRunner().invoke(main, ["status", "--db", str(other)])
+    assert result.exit_code != 0
+    assert "not a revo-sdk database" in result.output
+    assert other.read_bytes() == before
+
+
+def test_cli_ids_beyond_sqlite_integers_are_usage_errors(tmp_path: Path) -> None:
+    """An id too large for SQLite is refused by the option parser, not a traceback."""
+    from click.testing import CliRunner
+
+    from revo_sdk._db import Database
+    from revo_sdk.cli import main
+
+    Database(tmp_path / "r.db").close()
+    runner = CliRunner()
+    for args in (
+        ["webhooks", "show", str(10**23)],
+        ["webhooks", "list", "--limit", str(10**20)],
+    ):
+        result = runner.invoke(main, [*args, "--db", str(tmp_path / "r.db")])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
