@@ -396,6 +396,13 @@ def build_client(config: Path | None, db: Path | None) -> Client:
     default=None,
     help="Deliveries a second per integration before 429 (default: no limit).",
 )
+@click.option(
+    "--health-interval",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between health probes and alert evaluations; 0 turns them off.",
+)
 def serve(
     host: str,
     port: int,
@@ -405,8 +412,13 @@ def serve(
     handlers: tuple[str, ...],
     prefix: str,
     ingest_rate: float | None,
+    health_interval: float,
 ) -> None:
-    """Receive webhooks and run their handlers, until SIGTERM or Ctrl-C."""
+    """Receive webhooks and run their handlers, until SIGTERM or Ctrl-C.
+
+    Also probes each integration's health and evaluates alert rules every
+    --health-interval seconds; the dashboard is under /_revo/.
+    """
     try:
         client = build_client(config, db_path)
     except ConfigurationError as exc:
@@ -440,6 +452,8 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
+    if health_interval:
+        client.monitor.start(interval=health_interval)  # stopped by client.close()
     bound_host, bound_port = server.address
     click.echo(
         f"revo-sdk serve: http://{bound_host}:{bound_port}{prefix}/<integration>"
