@@ -321,6 +321,13 @@ def main() -> None:
 @click.option("--json", "json", is_flag=True, help="Print the report as JSON.")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
 @click.option("--no-progress", is_flag=True, help="Do not show progress on stderr.")
+@click.option(
+    "--queue-messages",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Messages per durable-queue measurement; 0 skips that phase.",
+)
 @click.pass_context
 def bench(ctx: click.Context, /, **opts: Any) -> None:
     """Exercise the SDK against a local emulator and report what it measured.

@@ -913,6 +913,7 @@ def run_bench(
     json: bool = False,
     seed: int | None = None,
     no_progress: bool = False,
+    queue_messages: int = 1000,
 ) -> int:
     """Run the benchmark, print its report and return the exit code.
 
@@ -929,6 +930,9 @@ def run_bench(
     :param json: print the report as JSON instead of a table.
     :param seed: seeds the call mix, the faults and the delivery ids.
     :param no_progress: never show progress bars.
+    :param queue_messages: messages per measurement of the queue phase
+        (enqueue from 1 and 8 producers, claim + ack at backlogs of 1,000 and
+        10,000); ``0`` skips it.
     """
     progress = _Progress(not no_progress and sys.stderr.isatty())
     rng = random.Random(seed)
@@ -960,6 +964,7 @@ def run_bench(
                 fault_rate=fault_rate,
                 webhooks=webhooks,
                 seed=seed,
+                queue_messages=queue_messages,
             )
         except RevoError as exc:
             click.echo(f"revo-sdk bench: {type(exc).__name__}: {exc}", err=True)
@@ -1006,6 +1011,7 @@ def _run(
     fault_rate: float,
     webhooks: int,
     seed: int | None,
+    queue_messages: int = 0,
 ) -> dict[str, Any]:
     webhook_secrets = {name: secrets.token_hex(20) for name in PROVIDERS}
     ops = build_ops(requests, rng)
@@ -1077,6 +1083,13 @@ def _run(
             progress,
         )
         report["problems"].extend(report["webhooks"].pop("problems"))
+    report["queue"] = None
+    if queue_messages > 0:
+        from .queue import queue_benchmark
+
+        report["queue"] = queue_benchmark(
+            scratch, n=queue_messages, backlogs=(1_000, 10_000)
+        )
     report["ok"] = not report["problems"]
     return report
 
@@ -1348,12 +1361,35 @@ def format_report(report: dict[str, Any]) -> str:
                 ),
             ]
         )
+    queue = report.get("queue")
+    if queue:
+        floor = queue["fsync_floor"]
+        lines += ["", "Durable queue (10 KB messages, synchronous=FULL enqueue)"]
+        lines += _table(
+            [
+                ("fsync floor", f"{floor:.0f} appends+fsync/s on this disk"),
+                ("enqueue, 1 producer", _rate(queue["enqueue_1"], floor)),
+                ("enqueue, 8 producers", _rate(queue["enqueue_8"], floor)),
+                *(
+                    (
+                        f"claim + ack, backlog {backlog:,}",
+                        f"{rates['one']:.0f}/s one at a time, "
+                        f"{rates['batch32']:.0f}/s in claims of 32",
+                    )
+                    for backlog, rates in queue["claim_ack"].items()
+                ),
+            ]
+        )
     lines.append("")
     if report["problems"]:
         lines += ["PROBLEMS:", *(f"  - {p}" for p in report["problems"])]
     else:
         lines.append("OK: every accepted webhook was stored and processed.")
     return "\n".join(lines)
+
+
+def _rate(rate: float, floor: float) -> str:
+    return f"{rate:.0f}/s ({rate / floor:.2f} of the fsync floor)"
 
 
 def _table(rows: Sequence[tuple[str, object]]) -> list[str]:

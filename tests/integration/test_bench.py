@@ -45,7 +45,14 @@ def test_run_bench_stores_and_processes_every_accepted_webhook(
     db = tmp_path / "bench.db"
 
     code, report = _run_json(
-        capsys, requests=200, threads=4, fault_rate=0.05, webhooks=40, db=db, seed=11
+        capsys,
+        requests=200,
+        threads=4,
+        fault_rate=0.05,
+        webhooks=40,
+        db=db,
+        seed=11,
+        queue_messages=100,
     )
 
     hooks = report["webhooks"]
@@ -69,6 +76,10 @@ def test_run_bench_stores_and_processes_every_accepted_webhook(
             conn.execute("SELECT status, COUNT(*) FROM webhook_events GROUP BY status")
         )
     assert statuses == {"done": 40}
+    queue = report["queue"]
+    assert queue["enqueue_1"] > 0
+    assert queue["enqueue_8"] > 0
+    assert set(queue["claim_ack"]) == {"1000", "10000"}
 
 
 @pytest.mark.slow
@@ -87,6 +98,7 @@ def test_run_bench_replays_shared_github_fixtures(
         webhooks=1,
         payloads=folder,
         seed=5,
+        queue_messages=0,
     )
 
     hooks = report["webhooks"]
@@ -113,6 +125,8 @@ def test_bench_command_prints_a_table(tmp_path: Path) -> None:
             "--no-progress",
             "--seed",
             "1",
+            "--queue-messages",
+            "50",
         ],
     )
 
@@ -122,6 +136,8 @@ def test_bench_command_prints_a_table(tmp_path: Path) -> None:
         "p50 / p95 / p99",
         "ratio pipeline / raw",
         "accepted / stored",
+        "claim + ack, backlog 10,000",
+        "Status of the run's integrations",
     ):
         assert label in result.output
     assert "OK: every accepted webhook was stored and processed." in result.output

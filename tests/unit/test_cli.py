@@ -584,6 +584,7 @@ def test_cli_bench_passes_options_and_exit_code(
         "json": True,
         "seed": 7,
         "no_progress": False,
+        "queue_messages": 1000,
     }
 
 
