@@ -601,23 +601,73 @@ def _pretty_body(body: str) -> str:
 @webhooks.command("replay")
 @click.argument("event_ids", metavar="[ID]...", nargs=-1, type=ROW_ID)
 @click.option("--all-dead", is_flag=True, help="Replay every dead event.")
+@click.option(
+    "--status",
+    type=click.Choice([_queue.DEAD, _queue.DONE, _queue.PENDING]),
+    default=None,
+    help="Replay by filter: events in this status (dead by default).",
+)
+@click.option("--integration", help="Replay by filter: only this integration.")
+@click.option("--event", help="Replay by filter: only this event name.")
+@click.option(
+    "--kind", type=click.Choice(_queue.KINDS), help="Replay by filter: only this kind."
+)
+@click.option(
+    "--older-than",
+    default=None,
+    callback=_duration_option,
+    metavar="DURATION",
+    help="Replay by filter: only events last updated this long ago.",
+)
+@click.option("--limit", type=ROW_ID, default=None, help="Replay at most this many.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Spread the replay out to at most this many events a second.",
+)
 @db_option
 @json_option
 def webhooks_replay(
-    event_ids: tuple[int, ...], all_dead: bool, db_path: Path, as_json: bool
+    event_ids: tuple[int, ...],
+    all_dead: bool,
+    status: str | None,
+    integration: str | None,
+    event: str | None,
+    kind: str | None,
+    older_than: float | None,
+    limit: int | None,
+    rate: float | None,
+    db_path: Path,
+    as_json: bool,
 ) -> None:
     """Send deliveries back to the queue as fresh attempts.
 
-    Give the ids to replay (dead, done or pending ones), or --all-dead.
-    The application's webhook workers then process them again.
+    Give the ids to replay (dead, done or pending ones); or --all-dead; or
+    filters (--status, --integration, --event, --kind, --older-than), which
+    replay dead events unless --status says otherwise. --limit and --rate
+    bound a bulk replay. The application's webhook workers then process them.
     """
-    if bool(event_ids) == all_dead:
-        raise click.UsageError("give the ids of the events to replay, or --all-dead")
+    filtered = any(
+        v is not None for v in (status, integration, event, kind, older_than)
+    )
+    if sum((bool(event_ids), all_dead, filtered)) != 1:
+        raise click.UsageError(
+            "give the ids of the events to replay, --all-dead, or filters"
+        )
     with open_database(db_path, write=True) as db:
-        if all_dead:
-            replayed = _queue.replay(db, None, status=_queue.DEAD, now=time.time())
-        else:
-            replayed = _queue.replay(db, list(event_ids), status=None, now=time.time())
+        replayed = _queue.replay(
+            db,
+            list(event_ids) if event_ids else None,
+            status=None if event_ids else (status or _queue.DEAD),
+            now=time.time(),
+            integration=integration,
+            event=event,
+            kind=kind,
+            older_than=older_than,
+            limit=limit,
+            rate=rate,
+        )
 
     if as_json:
         echo_json({"replayed": replayed})

@@ -781,3 +781,34 @@ def test_cli_ids_beyond_sqlite_integers_are_usage_errors(tmp_path: Path) -> None
         result = runner.invoke(main, [*args, "--db", str(tmp_path / "r.db")])
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
+
+
+def test_cli_webhooks_replay_by_filter(db_path: Path) -> None:
+    """Filters replay the matching events only: done push events, at most two."""
+    result = run(
+        "webhooks",
+        "replay",
+        "--status",
+        "done",
+        "--event",
+        "ping",
+        "--db",
+        str(db_path),
+        "--json",
+    )
+    assert json.loads(result.output) == {"replayed": 0}  # the done one is a push
+    result = run(
+        "webhooks", "replay", "--integration", "github", "--db", str(db_path), "--json"
+    )
+    assert json.loads(result.output) == {"replayed": 1}  # dead by default
+    assert statuses(db_path)[1] == "pending"
+    assert statuses(db_path)[2] == "done"
+
+
+def test_cli_webhooks_replay_ids_and_filters_together_is_usage_error(
+    db_path: Path,
+) -> None:
+    """Ids, --all-dead and filters are alternatives, never combined."""
+    result = run("webhooks", "replay", "1", "--event", "ping", "--db", str(db_path))
+    assert result.exit_code == 2
+    assert statuses(db_path)[1] == "dead"
