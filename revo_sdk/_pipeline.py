@@ -54,7 +54,14 @@ from ._limiter import WRITE_SCOPE, Limiter
 from ._provider import Outcome, Provider
 from ._records import AttemptRecord
 from ._retry import BUDGET_EXHAUSTED, RetryBudget, backoff_delay, parse_retry_after
-from ._transport import Origin, Transport, join_url, redact_url, to_response
+from ._transport import (
+    Origin,
+    Transport,
+    join_url,
+    redact_url,
+    stored_response,
+    to_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -694,15 +701,7 @@ def _to_cached(response: requests.Response) -> CachedResponse:
 
 
 def _from_cached(entry: CachedResponse) -> requests.Response:
-    response = requests.Response()
-    response.status_code = entry.status
-    response.headers = CaseInsensitiveDict(dict(entry.headers))
-    response._content = entry.body
-    response.url = entry.url
-    response.encoding = requests.utils.get_encoding_from_headers(response.headers)
-    response.from_cache = True  # type: ignore[attr-defined]  # documented extension
-    response.stale = False  # type: ignore[attr-defined]  # documented extension
-    return response
+    return stored_response(entry.status, entry.headers, entry.body, entry.url)
 
 
 def _copy_response(response: requests.Response) -> requests.Response:

@@ -14,7 +14,7 @@ import datetime
 import logging
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -252,11 +252,8 @@ def to_response(
     raw: urllib3.BaseHTTPResponse, url: str, elapsed: float
 ) -> requests.Response:
     """A :class:`requests.Response` holding ``raw``'s status, headers and body."""
-    response = requests.Response.__new__(requests.Response)
+    response = _blank_response()
     state = response.__dict__
-    state.update(_BLANK)
-    state["cookies"] = RequestsCookieJar()
-    state["history"] = []
     headers = _headers_of(raw.headers)
     state["headers"] = headers
     state["status_code"] = raw.status
@@ -267,6 +264,37 @@ def to_response(
     state["elapsed"] = datetime.timedelta(seconds=elapsed)
     state["from_cache"] = False  # documented extensions
     state["stale"] = False
+    return response
+
+
+def stored_response(
+    status: int, header_pairs: Iterable[tuple[str, str]], body: bytes, url: str
+) -> requests.Response:
+    """A :class:`requests.Response` rebuilt from stored parts (a cache entry),
+    with ``from_cache`` set. ``header_pairs`` holds each name once."""
+    response = _blank_response()
+    state = response.__dict__
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+    store = {name.lower(): (name, value) for name, value in header_pairs}
+    headers._store = store  # type: ignore[attr-defined]  # requests' own storage
+    state["headers"] = headers
+    state["status_code"] = status
+    state["_content"] = body
+    state["url"] = url
+    found = store.get("content-type")
+    state["encoding"] = _encoding(None if found is None else found[1])
+    state["from_cache"] = True  # documented extensions
+    state["stale"] = False
+    return response
+
+
+def _blank_response() -> requests.Response:
+    response = requests.Response.__new__(requests.Response)
+    state = response.__dict__
+    state.update(_BLANK)
+    state["cookies"] = RequestsCookieJar()
+    state["history"] = []
+    state["elapsed"] = datetime.timedelta(0)
     return response
 
 
