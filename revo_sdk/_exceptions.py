@@ -117,6 +117,14 @@ class CallTimeoutError(TransportError):
     """A connect or read timeout, or the call's total deadline, expired."""
 
 
+class TooManyRedirectsError(CallError):
+    """The provider redirected more times than the transport follows."""
+
+
+class ResponseTooLargeError(CallError):
+    """A response body was larger than the transport reads into memory."""
+
+
 class HTTPStatusError(CallError):
     """The provider answered with a status the pipeline treats as a failure.
 

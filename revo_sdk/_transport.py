@@ -35,7 +35,13 @@ from urllib3.exceptions import (
 )
 
 from ._config import Timeouts
-from ._exceptions import CallTimeoutError, TransportError, UnsafeURLError
+from ._exceptions import (
+    CallTimeoutError,
+    ResponseTooLargeError,
+    TooManyRedirectsError,
+    TransportError,
+    UnsafeURLError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,10 @@ SENSITIVE_HEADERS = frozenset(
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
+
+#: Largest response body read into memory (after content decoding); a larger
+#: one raises :class:`ResponseTooLargeError` instead of exhausting memory.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +120,10 @@ class Transport:
         timeouts: Timeouts,
         maxsize: int = 10,
         sensitive_headers: frozenset[str] = frozenset(),
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.integration = integration
+        self.max_response_bytes = max_response_bytes
         self.origin = Origin.of(base_url)
         if self.origin.scheme not in ("http", "https") or not self.origin.host:
             raise UnsafeURLError(f"base URL {redact_url(base_url)!r} is not http(s)")
@@ -160,7 +172,8 @@ class Transport:
             raw = self._urlopen(method, url, headers, body, timeout)
             location = raw.headers.get("Location")
             if raw.status not in REDIRECT_STATUSES or not location:
-                break
+                data = self._read_body(raw, method, url)
+                return to_response(raw, url, time.perf_counter() - start, data)
             raw.drain_conn()
             raw.release_conn()
             next_url = urljoin(url, location)
@@ -176,7 +189,48 @@ class Transport:
                     k: v for k, v in headers.items() if k.lower() != "content-type"
                 }
             url = next_url
-        return to_response(raw, url, time.perf_counter() - start)
+        raise TooManyRedirectsError(
+            f"{self.integration}: more than {MAX_REDIRECTS} redirects, last to "
+            f"{redact_url(url)}",
+            integration=self.integration,
+        )
+
+    def _read_body(self, raw: urllib3.BaseHTTPResponse, method: str, url: str) -> bytes:
+        """The decoded body, at most ``max_response_bytes`` of it."""
+        limit = self.max_response_bytes
+        declared = raw.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raw.close()  # never read what is already known to be too big
+            raise self._too_large(method, url)
+        try:
+            data = raw.read(limit + 1)
+        except ReadTimeoutError:
+            raw.close()
+            raise CallTimeoutError(
+                f"{self.integration}: read timed out for {method} {redact_url(url)}",
+                integration=self.integration,
+                may_have_reached_server=True,
+            ) from None
+        except (ProtocolError, SSLError, HTTPError, OSError) as exc:
+            raw.close()
+            raise TransportError(
+                f"{self.integration}: {method} {redact_url(url)} failed while "
+                f"reading the body: {_short(exc)}",
+                integration=self.integration,
+                may_have_reached_server=True,
+            ) from None
+        if len(data) > limit:
+            raw.close()
+            raise self._too_large(method, url)
+        raw.release_conn()
+        return data
+
+    def _too_large(self, method: str, url: str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{self.integration}: the answer to {method} {redact_url(url)} is over "
+            f"{self.max_response_bytes} bytes",
+            integration=self.integration,
+        )
 
     def _urlopen(
         self,
@@ -199,7 +253,7 @@ class Transport:
                     retries=False,
                     assert_same_host=False,
                     timeout=timeout or self.timeout,
-                    preload_content=True,
+                    preload_content=False,
                 )
             return self.pool.urlopen(
                 method,
@@ -209,7 +263,7 @@ class Transport:
                 redirect=False,
                 retries=False,
                 timeout=timeout or self.timeout,
-                preload_content=True,
+                preload_content=False,
             )
         except (ConnectTimeoutError, NewConnectionError) as exc:
             # Nothing was sent: safe to retry whatever the method.
@@ -249,15 +303,16 @@ _BLANK = requests.Response().__dict__
 
 
 def to_response(
-    raw: urllib3.BaseHTTPResponse, url: str, elapsed: float
+    raw: urllib3.BaseHTTPResponse, url: str, elapsed: float, data: bytes | None = None
 ) -> requests.Response:
-    """A :class:`requests.Response` holding ``raw``'s status, headers and body."""
+    """A :class:`requests.Response` holding ``raw``'s status, headers and body
+    (``data`` when the body was already read, else ``raw.data``)."""
     response = _blank_response()
     state = response.__dict__
     headers = _headers_of(raw.headers)
     state["headers"] = headers
     state["status_code"] = raw.status
-    state["_content"] = raw.data  # the body is already read (preload_content)
+    state["_content"] = raw.data if data is None else data
     state["url"] = url
     state["reason"] = raw.reason or ""
     state["encoding"] = _encoding(headers.get("content-type"))

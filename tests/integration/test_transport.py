@@ -1,0 +1,45 @@
+"""The transport's limits against a real local server."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Upstream, json_answer
+
+from revo_sdk import ResponseTooLargeError, Timeouts, TooManyRedirectsError
+from revo_sdk._transport import MAX_REDIRECTS, Transport
+
+
+def transport(upstream: Upstream, **kwargs: int) -> Transport:
+    return Transport(
+        integration="t", base_url=upstream.url, timeouts=Timeouts(read=5), **kwargs
+    )
+
+
+def test_redirect_loop_raises_after_the_limit(upstream: Upstream) -> None:
+    """A redirect loop raises TooManyRedirectsError instead of returning a 3xx."""
+    upstream.script("GET", "/loop", (302, {"Location": "/loop"}, b""))
+    with pytest.raises(TooManyRedirectsError):
+        transport(upstream).send("GET", f"{upstream.url}/loop", headers={}, body=None)
+    assert len(upstream.calls("GET", "/loop")) == MAX_REDIRECTS + 1
+
+
+def test_body_over_the_limit_raises(upstream: Upstream) -> None:
+    """A body larger than max_response_bytes is refused, declared or not."""
+    upstream.script("GET", "/big", (200, {}, b"x" * 5000))
+    small = transport(upstream, max_response_bytes=4096)
+    with pytest.raises(ResponseTooLargeError, match="over 4096 bytes"):
+        small.send("GET", f"{upstream.url}/big", headers={}, body=None)
+
+
+def test_body_at_the_limit_is_read_whole(upstream: Upstream) -> None:
+    """A body of exactly max_response_bytes comes back intact, and the
+    connection is reused for the next call."""
+    upstream.script("GET", "/fits", (200, {}, b"y" * 4096))
+    upstream.script("GET", "/next", json_answer(200, {"ok": True}))
+    t = transport(upstream, max_response_bytes=4096)
+    assert t.send("GET", f"{upstream.url}/fits", headers={}, body=None).content == (
+        b"y" * 4096
+    )
+    assert t.send("GET", f"{upstream.url}/next", headers={}, body=None).json() == {
+        "ok": True
+    }
