@@ -42,8 +42,10 @@ from ._config import (
     RetryPolicy,
 )
 from ._exceptions import (
+    BulkheadFullError,
     CallError,
     CircuitOpenError,
+    ClientClosedError,
     ConfigurationError,
     HTTPStatusError,
     RateLimitedError,
@@ -76,6 +78,10 @@ USER_AGENT = "revo-sdk"
 #: the same scope, up to :data:`MAX_GROWTH` times.
 RATE_LIMIT_FLOOR = 1.0
 MAX_GROWTH = 64.0
+#: Longest pause a server's answer can impose on a scope: a garbled or hostile
+#: Retry-After (a year) must not stop an integration until the process ends.
+#: GitHub's hourly quota, the longest documented window, fits.
+MAX_SERVER_PAUSE = 3600.0
 
 #: Methods that read; every other one is a write, spaced by the limiter's
 #: ``write_interval``.
@@ -196,6 +202,7 @@ class Integration:
         self._routes: dict[tuple[str, str], tuple[str, str]] = {}
         # Rate limits in a row per paused scope; emptied by a success there.
         self._strikes: dict[str, int] = {}
+        self._closed = False
 
     # -- the call -----------------------------------------------------------
 
@@ -342,8 +349,14 @@ class Integration:
         return response
 
     def _guarded(self, call: _Call) -> requests.Response:
-        with self.bulkhead.slot():
-            return self._attempts(call)
+        if self._closed:
+            raise ClientClosedError(f"{self.name}: the client is closed")
+        try:
+            with self.bulkhead.slot():
+                return self._attempts(call)
+        except BulkheadFullError:  # raised on entry only: _attempts never does
+            self._emit("bulkhead_rejected", call.method, 1.0)
+            raise
 
     def _attempts(self, call: _Call) -> requests.Response:
         policy = call.retry
@@ -387,6 +400,8 @@ class Integration:
             except BaseException:
                 self.breaker.record(trial, None)  # no verdict on the dependency
                 raise
+            if waited > 0.0:
+                self._emit("rate_limit_wait", scope, waited)
             started = time.perf_counter()
             try:
                 response = self.transport.send(
@@ -432,6 +447,10 @@ class Integration:
                 self.limiter.observe(
                     info.scope, info.remaining, info.reset_at, limit=info.limit
                 )
+                if info.limit and info.remaining is not None:
+                    self._emit(
+                        "rate_limit_remaining", info.scope, info.remaining / info.limit
+                    )
             self._record(
                 call,
                 route,
@@ -503,7 +522,9 @@ class Integration:
                 delay = max(delay, retry_after * growth)
             # Pause the bucket the limit speaks for, so calls queued behind
             # this one wait too; the next attempt's acquire does the waiting.
-            self.limiter.pause(paused, delay)
+            pause = min(delay, MAX_SERVER_PAUSE)
+            self.limiter.pause(paused, pause)
+            self._emit("rate_limit_pause", paused, pause)
         out_of_time = self._clock() + delay > deadline
         last_attempt = attempt >= call.retry.attempts
         # The retry budget keeps an outage from multiplying the load; a
@@ -515,6 +536,7 @@ class Integration:
         )
         if refused:
             reason = f"{reason}; {BUDGET_EXHAUSTED}"
+            self._emit("retry_budget_refused", route, 1.0)
         if last_attempt or out_of_time or refused:
             if limited and out_of_time:
                 raise RateLimitedError(
@@ -607,6 +629,7 @@ class Integration:
         }
 
     def close(self) -> None:
+        self._closed = True
         self.bulkhead.shutdown(wait=True)
         self.transport.close()
 

@@ -8,12 +8,14 @@ can be tested with plain values.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from ._config import CachePolicy, IntegrationConfig, LimiterPolicy, Timeouts
 from ._pagination import first_list, link_next
+from ._retry import parse_retry_after
 
 OutcomeKind = Literal[
     "ok",  # a usable answer
@@ -233,17 +235,13 @@ class Provider:
 
 
 def parse_retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a numeric ``Retry-After``; ``None`` for anything else.
+    """Seconds from a ``Retry-After`` value: whole or decimal seconds
+    (fractions round up) or an HTTP date; ``None`` for anything else.
 
-    HTTP dates are handled by the pipeline's own parser; this helper is for
-    providers that only need the common numeric form.
+    Strict on purpose: ``1e3``, ``-1``, ``1m0s`` and ``nan`` are garbage, and
+    garbage falls back to the normal backoff. Providers share this with the
+    pipeline, so a hint means the same whoever reads it.
     """
     if not value:
         return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    if seconds != seconds or seconds < 0 or seconds == float("inf"):
-        return None
-    return seconds
+    return parse_retry_after(value, now=time.time())

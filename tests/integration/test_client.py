@@ -398,3 +398,15 @@ def test_plugin_passed_to_client_overrides_installed_provider() -> None:
     with Client(plugins=[Override()]) as c:
         assert type(c.providers["github"]) is MyGitHub
         assert "slack" in c.providers
+
+
+def test_calls_after_close_raise_client_closed(upstream: Upstream) -> None:
+    """A closed client refuses calls at once instead of retrying a dead pool."""
+    from revo_sdk import ClientClosedError
+
+    c = Client(plugins=[EchoPlugin()], load_entry_points=False)
+    c.register(IntegrationConfig(name="echo", base_url=upstream.url))
+    c.close()
+    with pytest.raises(ClientClosedError):
+        c.echo.get("/hello")
+    assert upstream.calls() == []

@@ -607,3 +607,67 @@ def test_breaker_trial_permit_returned_when_classify_raises(
         integration.request("GET", "/x")
     provider.fail = False
     assert integration.request("GET", "/x").status_code == 200
+
+
+def test_huge_retry_after_pauses_at_most_an_hour(upstream: Upstream) -> None:
+    """A Retry-After of years raises for this call and pauses the scope one hour."""
+    fake = FakeTime()
+    upstream.script("GET", "/x", json_answer(429, {}, Retry_After="99999999"))
+    integration = make(upstream, fake, retry=RetryPolicy(deadline=10))
+    with pytest.raises(RateLimitedError):
+        integration.request("GET", "/x")
+    paused_for = integration.limiter.snapshot()["default"]["paused_for"]
+    assert 3000 < paused_for <= 3600
+
+
+@pytest.mark.parametrize("garbage", ["1e3", "1_0", "-5", "nan"])
+def test_provider_retry_after_garbage_is_ignored(
+    upstream: Upstream, garbage: str
+) -> None:
+    """Values like 1e3 are garbage: the normal backoff applies, not 1000 s."""
+    fake = FakeTime()
+    upstream.script(
+        "GET", "/x", json_answer(503, {}, Retry_After=garbage), json_answer(200, {})
+    )
+    integration = make(upstream, fake)
+    assert integration.request("GET", "/x").status_code == 200
+    assert sum(fake.sleeps) <= 5
+
+
+def test_pipeline_reports_waits_pauses_and_quota_as_events(upstream: Upstream) -> None:
+    """Rate-limit waits, server pauses and quota left reach the event sink."""
+    from revo_sdk_plugins.github import GitHubProvider
+
+    fake = FakeTime()
+    events: list[tuple[str, str, str, float]] = []
+    upstream.script(
+        "GET",
+        "/user",
+        json_answer(429, {}, Retry_After="5"),
+        json_answer(
+            200,
+            {},
+            x_ratelimit_limit="5000",
+            x_ratelimit_remaining="4000",
+            x_ratelimit_reset="9999999999",
+            x_ratelimit_resource="core",
+        ),
+    )
+    config = IntegrationConfig(
+        name="github",
+        base_url=upstream.url,
+        breaker=BreakerPolicy(enabled=False),
+        retry=RetryPolicy(base_delay=0.1, deadline=600),
+    )
+    integration = Integration(
+        config,
+        GitHubProvider(),
+        clock=fake.clock,
+        sleep=fake.sleep,
+        event=lambda *e: events.append(e),
+    )
+    integration.request("GET", "/user")
+    kinds = {kind: (detail, value) for _, kind, detail, value in events}
+    assert kinds["rate_limit_pause"][1] >= 5
+    assert kinds["rate_limit_wait"][1] >= 5
+    assert kinds["rate_limit_remaining"] == ("core", pytest.approx(0.8))
