@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import Upstream, json_answer
+from conftest import Upstream, json_answer, sleep_then
 
 from revo_sdk import (
     BreakerPolicy,
+    BulkheadPolicy,
     CachePolicy,
     CallError,
     Client,
@@ -32,15 +33,8 @@ from revo_sdk import (
 TOKEN = "ghp_SuperSecretToken0123456789"
 WEBHOOK_SECRET = "whsec-Very-Secret-Signing-Key"
 
-#: Event kinds the pipeline does not emit yet; the scenario records them
-#: itself so that their names are still checked end to end.
-NOT_YET_EMITTED = {
-    "retry_budget_refused": ("", 1.0),
-    "rate_limit_wait": ("core", 0.25),
-    "rate_limit_pause": ("core", 30.0),
-    "rate_limit_remaining": ("core", 0.05),
-    "bulkhead_rejected": ("", 1.0),
-}
+#: The share of GitHub's core quota the scenario's quota headers leave.
+REMAINING_RATIO = 0.05
 
 
 def signed(
@@ -83,6 +77,23 @@ def make_client(upstream: Upstream, db_path: Path) -> Client:
             timeouts=Timeouts(connect=2, read=2),
         )
     )
+    # A second integration with no retry budget and one slot, to meet the
+    # budget's refusals and the bulkhead's rejections for real.
+    client.register(
+        IntegrationConfig(
+            name="gh_strict",
+            provider="github",
+            base_url=upstream.url,
+            token=TOKEN,
+            retry=RetryPolicy(
+                base_delay=0.01, max_attempts=3, budget_ratio=0.0, budget_floor=0.0
+            ),
+            breaker=BreakerPolicy(enabled=False),
+            limiter=LimiterPolicy(rate=1000, burst=1000),
+            bulkhead=BulkheadPolicy(max_concurrent=1, max_wait=0.0),
+            timeouts=Timeouts(connect=2, read=2),
+        )
+    )
     return client
 
 
@@ -90,7 +101,23 @@ def live_through_everything(client: Client, upstream: Upstream) -> None:
     """Drive ``client`` through calls, failures, webhooks, probes and alerts."""
     github = client.github
     upstream.script("GET", "/rate_limit", json_answer(200, {"resources": {}}))
-    upstream.script("GET", "/repos/o/r", json_answer(200, {"id": 1}))
+    quota = {
+        "x_ratelimit_limit": "5000",
+        "x_ratelimit_remaining": str(int(5000 * REMAINING_RATIO)),
+        "x_ratelimit_reset": str(int(time.time()) + 2),
+        "x_ratelimit_resource": "core",
+    }
+    upstream.script("GET", "/repos/o/r", json_answer(200, {"id": 1}, **quota))
+    upstream.script(
+        "GET",
+        "/limited",
+        json_answer(429, {}, Retry_After="1"),
+        json_answer(200, {"ok": True}),
+    )
+    upstream.script(
+        "GET", "/budget", json_answer(503, {}), json_answer(200, {"ok": True})
+    )
+    upstream.script("GET", "/slow", sleep_then(0.5, json_answer(200, {})))
     upstream.script(
         "GET", "/flaky", json_answer(503, {}), json_answer(200, {"ok": True})
     )
@@ -109,6 +136,8 @@ def live_through_everything(client: Client, upstream: Upstream) -> None:
     assert client.monitor.check("github").ok
     assert github.get("/repos/o/r").status_code == 200
     assert github.get("/flaky").status_code == 200  # one retry
+    # Rate limits: a 429 pauses the integration, and the retry waits it out.
+    assert github.get("/limited").status_code == 200
     github.get("/cached/1")  # miss
     github.get("/cached/1")  # hit
     github.get("/cached/etag")  # stored, already stale
@@ -121,8 +150,19 @@ def live_through_everything(client: Client, upstream: Upstream) -> None:
     assert not client.monitor.check("github").ok  # the breaker is open now
     assert github.get("/cached/old").stale  # stale-if-error while open
 
-    for kind, (detail, value) in NOT_YET_EMITTED.items():
-        client.metrics.record_event("github", kind, detail, value)
+    # No retry budget: the 503 is not retried.
+    strict = client.gh_strict
+    with contextlib.suppress(CallError):
+        strict.get("/budget")
+    # One slot, taken by a slow call: a second call is turned away at once.
+    slow = strict.submit("GET", "/slow")
+    for _ in range(200):  # until the slow call holds the slot
+        if strict.status()["bulkhead"]["in_flight"]:
+            break
+        time.sleep(0.01)
+    with contextlib.suppress(CallError):
+        strict.get("/slow")
+    slow.result(10)
 
     calls = {"n": 0}
 

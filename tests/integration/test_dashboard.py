@@ -129,7 +129,11 @@ def test_dashboard_json_and_metrics_endpoints(
     history = json.loads(fetch(url + "/history.json?minutes=5")[2])
 
     assert status == 200
-    assert [r["integration"] for r in data["integrations"]] == ["github", "slack"]
+    assert [r["integration"] for r in data["integrations"]] == [
+        "gh_strict",
+        "github",
+        "slack",
+    ]
     assert {lv["name"] for lv in data["service_levels"]} >= {"integration success rate"}
     assert metrics_status == 200
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")

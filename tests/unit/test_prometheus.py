@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Upstream
-from monitor_scenario import NOT_YET_EMITTED, live_through_everything, make_client
+from monitor_scenario import REMAINING_RATIO, live_through_everything, make_client
 
 from revo_sdk._db import Database
 from revo_sdk._metrics import Metrics
@@ -98,7 +98,7 @@ def test_prometheus_samples_match_the_scenario(
     )
     assert (
         value("revo_client_limiter_remaining_ratio", integration="github", scope="core")
-        == NOT_YET_EMITTED["rate_limit_remaining"][1]
+        == REMAINING_RATIO
     )
 
 
