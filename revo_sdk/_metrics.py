@@ -291,6 +291,9 @@ class Metrics:
         self._threshold = 0
 
         self._lock = threading.Lock()  # tallies, recent, backlog, dropped
+        # Held for a whole flush, so flush() never returns while the background
+        # thread still holds rows it took (the hot path never touches it).
+        self._flush_lock = threading.Lock()
         self._tallies: dict[str, _Tally] = {}
         self._recent: dict[str, deque[float]] = {}
         self._backlog: list[_Row] = []
@@ -444,9 +447,16 @@ class Metrics:
     def flush(self) -> int:
         """Write every buffered row now; returns how many rows were written.
 
-        A failed write is logged as a warning and its rows are kept for the
-        next flush (up to ``max_buffer`` rows); it never raises.
+        When it returns, every row recorded before the call is stored (or
+        kept after a failure): a flush already running on the background
+        thread is waited for, not raced. A failed write is logged as a
+        warning and its rows are kept for the next flush (up to
+        ``max_buffer`` rows); it never raises.
         """
+        with self._flush_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> int:
         with self._lock:
             dropped = self._drain_locked()
             rows, self._backlog = self._backlog, []

@@ -161,54 +161,53 @@ class StoreCollector:
             key = (row["integration"], row["kind"], row["detail"])
             _add_event(counts, key, row["n"], row["total"])
 
-        families: dict[str, Any] = {}
+        # Sums per (metric, label values): several stored details can map to
+        # one series (a single-label counter ignores the detail), and the
+        # exposition must hold each series once.
+        series: dict[str, dict[tuple[str, ...], float]] = {}
 
-        def family(name: str, labels: tuple[str, ...]) -> Any:
-            if name not in families:
-                families[name] = core.CounterMetricFamily(
-                    prometheus_name(name), _doc(name), labels=labels
-                )
-            return families[name]
+        def add(name: str, values: tuple[str, ...], amount: float) -> None:
+            per_name = series.setdefault(name, {})
+            per_name[values] = per_name.get(values, 0.0) + amount
 
         wait_events = {
             integ for (integ, kind, _) in counts if kind == "rate_limit_wait"
         }
+        waits = "revo.client.limiter.waits"
+        wait = "revo.client.limiter.wait.duration"
         for (integ, kind, detail), (n, total) in sorted(counts.items()):
             name = EVENT_METRICS.get(kind)
             if name is None or BY_NAME[name].instrument != "counter":
                 continue
-            labels = BY_NAME[name].labels
             if name == "revo.client.breaker.transitions":
                 old, _, new = detail.rpartition("->")
-                family(name, labels).add_metric([integ, old, new], n)
-            elif name == "revo.client.limiter.waits":
-                family(name, labels).add_metric([integ, detail or "default"], n)
-                wait = "revo.client.limiter.wait.duration"
-                family(wait, BY_NAME[wait].labels).add_metric(
-                    [integ, detail or "default"], total
-                )
-            elif len(labels) == 2:
-                family(name, labels).add_metric([integ, detail], n)
+                add(name, (integ, old, new), n)
+            elif name == waits:
+                add(name, (integ, detail or "default"), n)
+                add(wait, (integ, detail or "default"), total)
+            elif len(BY_NAME[name].labels) == 2:
+                add(name, (integ, detail), n)
                 if kind == "webhook_rejected" and is_verification_failure(detail):
-                    ver = "revo.webhook.verification.failures"
-                    family(ver, BY_NAME[ver].labels).add_metric([integ, detail], n)
+                    add("revo.webhook.verification.failures", (integ, detail), n)
             else:
-                family(name, labels).add_metric([integ], n)
+                add(name, (integ,), n)
 
         # Limiter waits seen only on attempt records (no wait events).
         for integ, n, wait_ms in db.query(
             "SELECT integration, COUNT(*), TOTAL(rate_limit_wait_ms)"
             " FROM metric_attempts WHERE rate_limit_wait_ms > 0 GROUP BY 1"
         ):
-            if integ in wait_events:
-                continue
-            waits = "revo.client.limiter.waits"
-            family(waits, BY_NAME[waits].labels).add_metric([integ, "default"], n)
-            wait = "revo.client.limiter.wait.duration"
-            family(wait, BY_NAME[wait].labels).add_metric(
-                [integ, "default"], wait_ms / 1000.0
+            if integ not in wait_events:
+                add(waits, (integ, "default"), n)
+                add(wait, (integ, "default"), wait_ms / 1000.0)
+
+        for name, values in series.items():
+            family = core.CounterMetricFamily(
+                prometheus_name(name), _doc(name), labels=BY_NAME[name].labels
             )
-        yield from families.values()
+            for labels, amount in sorted(values.items()):
+                family.add_metric(list(labels), amount)
+            yield family
 
     def _state(self, core: Any, db: Database, now: float) -> Iterator[Metric]:
         def gauge(name: str) -> Any:

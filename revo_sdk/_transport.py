@@ -267,10 +267,12 @@ class Transport:
             )
         except (ConnectTimeoutError, NewConnectionError) as exc:
             # Nothing was sent: safe to retry whatever the method.
+            # urllib3 makes NewConnectionError a ConnectTimeoutError subclass:
+            # test for the refusal first, or it would read as a timeout.
             cls = (
-                CallTimeoutError
-                if isinstance(exc, ConnectTimeoutError)
-                else TransportError
+                TransportError
+                if isinstance(exc, NewConnectionError)
+                else CallTimeoutError
             )
             host = self.origin.host
             raise cls(

@@ -72,8 +72,12 @@ FAULT_KINDS = (
 #: Seconds a ``slow`` response is delayed.
 SLOW_SECONDS = 0.2
 
-#: The quota advertised in GitHub-style ``x-ratelimit-*`` headers.
-GITHUB_QUOTA = 5000
+#: The quota advertised in GitHub-style ``x-ratelimit-*`` headers, per
+#: minute. Far above GitHub's 5,000 an hour on purpose: a bench run makes
+#: thousands of calls in seconds, and a real-sized quota would (correctly)
+#: make the client pace itself until the reset, measuring the wait instead
+#: of the pipeline. Pacing from these headers is covered by the test suite.
+GITHUB_QUOTA = 50_000
 
 _RANDOM_GENERIC = ("500", "502", "503", "429", "slow", "drop")
 _JSON = "application/json; charset=utf-8"
@@ -484,9 +488,9 @@ def _fault_reply(fault: str, family: str, u: float) -> _Reply | None:
 
 def _github_limit_headers(served: int) -> dict[str, str]:
     # The quota counts down but never reaches zero: exhausting it would
-    # (correctly) stall every GitHub call until the reset an hour away.
+    # (correctly) stall every GitHub call until the reset.
     remaining = GITHUB_QUOTA - 1 - served % (GITHUB_QUOTA - 1)
-    reset = int(time.time() // 3600 * 3600 + 3600)
+    reset = int(time.time() // 60 * 60 + 60)
     return {
         "x-ratelimit-limit": str(GITHUB_QUOTA),
         "x-ratelimit-remaining": str(remaining),

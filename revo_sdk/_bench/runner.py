@@ -1321,7 +1321,15 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{over['pipeline_rps']} calls/s, "
                 f"{over['pipeline_cpu_us_per_call']} us CPU/call",
             ),
-            ("ratio pipeline / raw", over["ratio"]),
+            (
+                "ratio pipeline / raw",
+                f"{over['ratio']} (calls/s; 1.0 = no overhead, higher is better)",
+            ),
+            (
+                "successes raw / pipeline",
+                f"{_pct(over['raw_success_rate'])} / "
+                f"{_pct(over['pipeline_success_rate'])}",
+            ),
         ]
     )
     hooks = report["webhooks"]

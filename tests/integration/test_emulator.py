@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import urllib3
 
-from revo_sdk._bench.emulator import FAULT_KINDS, EmulatorProcess
+from revo_sdk._bench.emulator import FAULT_KINDS, GITHUB_QUOTA, EmulatorProcess
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +69,8 @@ def test_emulator_repository_carries_github_rate_limit_headers(
 
     assert answer.status == 200
     assert answer.json()["full_name"] == "acme/widgets"
-    assert answer.headers["x-ratelimit-limit"] == "5000"
-    assert 0 < int(answer.headers["x-ratelimit-remaining"]) < 5000
+    assert answer.headers["x-ratelimit-limit"] == str(GITHUB_QUOTA)
+    assert 0 < int(answer.headers["x-ratelimit-remaining"]) < GITHUB_QUOTA
     assert int(answer.headers["x-ratelimit-reset"]) > 0
     assert answer.headers["x-ratelimit-resource"] == "core"
 
@@ -113,7 +113,7 @@ def test_emulator_rate_limit_endpoint_reports_core(
     answer = call(http, emulator, "GET", "/rate_limit")
 
     assert answer.status == 200
-    assert answer.json()["resources"]["core"]["limit"] == 5000
+    assert answer.json()["resources"]["core"]["limit"] == GITHUB_QUOTA
 
 
 def test_emulator_github_without_token_is_unauthorised(

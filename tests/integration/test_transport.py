@@ -43,3 +43,21 @@ def test_body_at_the_limit_is_read_whole(upstream: Upstream) -> None:
     assert t.send("GET", f"{upstream.url}/next", headers={}, body=None).json() == {
         "ok": True
     }
+
+
+def test_refused_connection_is_not_a_timeout() -> None:
+    """A closed port raises TransportError, not CallTimeoutError, and nothing was sent."""
+    import socket
+
+    from revo_sdk import CallTimeoutError, TransportError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed: nobody listens there
+    t = Transport(
+        integration="t", base_url=f"http://127.0.0.1:{port}", timeouts=Timeouts()
+    )
+    with pytest.raises(TransportError) as info:
+        t.send("GET", f"http://127.0.0.1:{port}/x", headers={}, body=None)
+    assert not isinstance(info.value, CallTimeoutError)
+    assert not info.value.may_have_reached_server

@@ -159,3 +159,22 @@ def test_prometheus_missing_package_is_a_clear_error(
     with pytest.raises(PrometheusUnavailable, match=r"revo-sdk\[prometheus\]"):
         render(db)
     db.close()
+
+
+def test_prometheus_single_label_counter_sums_its_details(tmp_path: Path) -> None:
+    """Events with different details but one series are summed, never repeated."""
+    db = Database(tmp_path / "m.db")
+    metrics = Metrics(lambda: db)
+    metrics.record_event("github", "webhook_processed", "", 1.0)
+    metrics.record_event("github", "webhook_processed", "no_handler", 1.0)
+    metrics.record_event("github", "webhook_processed", "no_handler", 1.0)
+    metrics.close()
+    text = render(db).decode()
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("revo_webhook_processed_total{")
+    ]
+    assert len(lines) == 1
+    assert lines[0].endswith(" 3.0")
+    db.close()
