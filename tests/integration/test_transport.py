@@ -46,7 +46,7 @@ def test_body_at_the_limit_is_read_whole(upstream: Upstream) -> None:
 
 
 def test_refused_connection_is_not_a_timeout() -> None:
-    """A closed port raises TransportError, not CallTimeoutError, and nothing was sent."""
+    """A closed port raises TransportError, not a timeout, and nothing was sent."""
     import socket
 
     from revo_sdk import CallTimeoutError, TransportError
