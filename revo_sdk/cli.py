@@ -268,10 +268,12 @@ def _last_line(text: str | None, width: int = 60) -> str:
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="revo-sdk", prog_name="revo-sdk")
 def main() -> None:
-    """Run the revo-sdk benchmark and inspect what an application stored.
+    """Run the revo-sdk benchmark, inspect what an application stored, or
+    serve webhooks.
 
-    Every command except bench and plugins reads the SQLite file given with
-    --db (or REVO_DB); none of them touches the network.
+    status, metrics, webhooks and alerts read the SQLite file given with --db
+    (or REVO_DB) and never touch the network; bench talks only to its own
+    emulator on 127.0.0.1; serve listens on 127.0.0.1 unless told otherwise.
     """
 
 
