@@ -27,12 +27,14 @@ from urllib3.connectionpool import connection_from_url
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    LocationParseError,
     NewConnectionError,
     ProtocolError,
     ProxyError,
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.util import parse_url
 
 from ._config import Timeouts
 from ._exceptions import (
@@ -68,22 +70,30 @@ class Origin:
 
     @classmethod
     def of(cls, url: str) -> Origin:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        default = 443 if scheme == "https" else 80
+        """The origin of ``url`` as urllib3 (which sends the request) reads it.
+
+        Parsing with the sender's own parser matters: ``urlsplit`` and
+        urllib3 disagree on URLs such as ``http://a:1\\@b:2/``, and a check
+        made with one parser would let the other send credentials elsewhere.
+        """
         try:
-            port = parts.port or default
-        except ValueError as exc:
-            raise UnsafeURLError(f"invalid port in URL {redact_url(url)!r}") from exc
-        return cls(scheme, (parts.hostname or "").lower(), port)
+            parts = parse_url(url)
+        except LocationParseError:
+            raise UnsafeURLError(f"invalid URL {redact_url(url)!r}") from None
+        scheme = (parts.scheme or "").lower()
+        default = 443 if scheme == "https" else 80
+        return cls(scheme, (parts.host or "").lower(), parts.port or default)
 
 
 def redact_url(url: str) -> str:
     """``url`` without user info and query string, safe for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return "<an invalid URL>"
     return f"{parts.scheme}://{host}{parts.path}"
 
 
@@ -95,6 +105,14 @@ def join_url(base_url: str, path: str, origin: Origin) -> str:
     taken from user input can never carry credentials elsewhere.
     """
     if "://" in path or path.startswith("//"):
+        authority = path.split("/", 3)[2]  # "scheme://AUTHORITY/..." or "//AUTHORITY/"
+        if "\\" in path or "@" in authority:
+            # User info or a backslash in an absolute URL is never needed to
+            # reach an API, and is how parsers are tricked: refuse outright.
+            raise UnsafeURLError(
+                f"refusing {redact_url(path)!r}: user info and backslashes are "
+                "not allowed in absolute URLs"
+            )
         if Origin.of(path) != origin:
             raise UnsafeURLError(
                 f"refusing to send credentials to {redact_url(path)!r}: "

@@ -61,3 +61,51 @@ def test_refused_connection_is_not_a_timeout() -> None:
         t.send("GET", f"http://127.0.0.1:{port}/x", headers={}, body=None)
     assert not isinstance(info.value, CallTimeoutError)
     assert not info.value.may_have_reached_server
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://127.0.0.1:{evil}\\@127.0.0.1:{good}/x",  # parsers disagree on this
+        "http://user:pw@127.0.0.1:{good}/x",
+        "http://127.0.0.1:{good}:99999/x",
+        "http://[::1",
+    ],
+)
+def test_tricky_absolute_urls_never_carry_the_token(template: str) -> None:
+    """URLs that parsers read differently are refused before anything is sent."""
+    from conftest import serve_upstream
+
+    from revo_sdk import Client, IntegrationConfig, UnsafeURLError
+
+    with serve_upstream() as good, serve_upstream() as evil:
+        good_port = good.url.rsplit(":", 1)[1]
+        evil_port = evil.url.rsplit(":", 1)[1]
+        url = template.format(good=good_port, evil=evil_port)
+        with Client() as client:
+            client.register(
+                IntegrationConfig(name="github", base_url=good.url, token="SECRET")
+            )
+            with pytest.raises(UnsafeURLError):
+                client.github.get(url)
+        assert evil.calls() == []
+        assert good.calls() == []
+
+
+def test_redirect_through_a_tricky_location_keeps_the_token_home() -> None:
+    """A Location that only looks same-origin loses the credentials."""
+    from conftest import serve_upstream
+
+    with serve_upstream() as good, serve_upstream() as evil:
+        good_port = good.url.rsplit(":", 1)[1]
+        evil_port = evil.url.rsplit(":", 1)[1]
+        tricky = f"http://127.0.0.1:{evil_port}\\@127.0.0.1:{good_port}/landing"
+        good.script("GET", "/moved", (302, {"Location": tricky}, b""))
+        evil.script("GET", "/landing", json_answer(200, {}))
+        t = Transport(integration="t", base_url=good.url, timeouts=Timeouts(read=5))
+        headers = {"Authorization": "Bearer SECRET"}
+        try:
+            t.send("GET", f"{good.url}/moved", headers=headers, body=None)
+        except Exception:  # noqa: S110 - refusing to follow is fine too
+            pass
+        assert all("Authorization" not in c.headers for c in evil.calls())
