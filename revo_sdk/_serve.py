@@ -152,8 +152,16 @@ def _json(start_response: StartResponse, status: str, data: Any) -> list[bytes]:
     return [body]
 
 
+#: Seconds a connection may stay silent (headers or body) before it is
+#: dropped, so slow or stalled senders cannot hold every connection slot.
+REQUEST_TIMEOUT = 15.0
+
+
 class _Handler(WSGIRequestHandler):
-    """Logs at DEBUG, and never answers a sender's malformed request with 5xx."""
+    """Logs at DEBUG, never answers a sender's malformed request with 5xx,
+    and drops a connection silent for :data:`REQUEST_TIMEOUT` seconds."""
+
+    timeout = REQUEST_TIMEOUT  # applied to the socket by StreamRequestHandler
 
     def log_message(self, format: str, *args: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -179,12 +187,17 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
         self, address: tuple[str, int], max_connections: int, **kwargs: Any
     ) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.closing = threading.Event()
         super().__init__(address, _Handler, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Blocking here stops accept(): back-pressure instead of a thread
-        # per connection without bound.
-        self._slots.acquire()
+        # per connection without bound. The wait gives way to a shutdown, so
+        # a server whose slots are all held still stops when told to.
+        while not self._slots.acquire(timeout=0.2):
+            if self.closing.is_set():
+                self.shutdown_request(request)
+                return
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -263,6 +276,7 @@ class WebhookServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._httpd.closing.set()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout)

@@ -243,3 +243,23 @@ def test_serve_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(5)
     assert (tmp_path / "handled.txt").read_text() == "cli-1"
+
+
+def test_stop_returns_while_stalled_senders_hold_every_slot(client: Client) -> None:
+    """Senders that never finish their request cannot keep the server from stopping."""
+    server = WebhookServer(client, port=0, threads=0, max_connections=2)
+    server.start()
+    host, port = server.address
+    stalled = []
+    try:
+        for _ in range(3):  # one more than the slots: the third waits in accept
+            conn = socket.create_connection((host, port), timeout=5)
+            conn.sendall(b"POST /webhooks/github HTTP/1.1\r\nContent-Length: 100\r\n")
+            stalled.append(conn)
+        stopper = threading.Thread(target=server.stop, kwargs={"timeout": 5})
+        stopper.start()
+        stopper.join(30)  # a liveness bound, not a measurement
+        assert not stopper.is_alive()
+    finally:
+        for conn in stalled:
+            conn.close()
