@@ -61,14 +61,22 @@ class CallError(RevoError):
 class CircuitOpenError(CallError):
     """The integration's circuit breaker is open; the call stopped there.
 
-    ``retry_at`` is the epoch time at which a trial call will be allowed. The
-    message says whether earlier attempts of the same call reached the
-    network before the breaker opened.
+    ``retry_at`` is the epoch time at which a trial call will be allowed;
+    ``sent`` counts the attempts of the same call that reached the network
+    before the breaker opened (``0``: nothing was sent).
     """
 
-    def __init__(self, message: str, *, integration: str = "", retry_at: float = 0.0):
+    def __init__(
+        self,
+        message: str,
+        *,
+        integration: str = "",
+        retry_at: float = 0.0,
+        sent: int = 0,
+    ) -> None:
         super().__init__(message, integration=integration)
         self.retry_at = retry_at
+        self.sent = sent
 
 
 class RateLimitedError(CallError):
@@ -234,13 +242,16 @@ class PaginationError(RevoError):
 class RetryLater(WebhookError):
     """Raised by a handler to have its event tried again in ``delay`` seconds.
 
-    The attempt still counts towards ``max_attempts``; use it when the
+    The attempt counts towards ``max_attempts`` unless ``counts=False``
+    says the work was never tried (the outbox uses that when an open breaker
+    or a rate limit refused the call before it was sent); use it when the
     handler knows when to come back (a rate limit, a resource not ready).
     """
 
-    def __init__(self, delay: float, message: str = "") -> None:
+    def __init__(self, delay: float, message: str = "", *, counts: bool = True) -> None:
         super().__init__(message or f"retry requested in {delay:g}s")
         self.delay = max(0.0, float(delay))
+        self.counts = counts
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.delay, str(self)))
+        return (_rebuild, (type(self), self.args, self.__dict__))

@@ -183,11 +183,18 @@ def make_sender(
                 **options,
             )
         except CircuitOpenError as exc:
-            raise RetryLater(max(1.0, exc.retry_at - clock()), str(exc)) from exc
+            # Refused before anything was sent: the attempt is given back (an
+            # open breaker must not use up a call's attempts on its own).
+            raise RetryLater(
+                max(1.0, exc.retry_at - clock()), str(exc), counts=bool(exc.sent)
+            ) from exc
         except RateLimitedError as exc:
             if exc.retry_at is None:
                 raise
-            raise RetryLater(max(1.0, exc.retry_at - clock()), str(exc)) from exc
+            # Refused by a limit, so never processed: not a spent attempt.
+            raise RetryLater(
+                max(1.0, exc.retry_at - clock()), str(exc), counts=False
+            ) from exc
         except (AuthenticationError, UnsafeURLError, ConfigurationError) as exc:
             raise PermanentHandlerError(str(exc)) from exc
         except HTTPStatusError as exc:

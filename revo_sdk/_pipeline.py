@@ -488,7 +488,9 @@ class Integration:
             )
         else:
             message = f"{self.name}: circuit breaker is open; no request was sent"
-        return CircuitOpenError(message, integration=self.name, retry_at=retry_at)
+        return CircuitOpenError(
+            message, integration=self.name, retry_at=retry_at, sent=sent
+        )
 
     def _before_retry(
         self,

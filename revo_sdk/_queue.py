@@ -802,8 +802,13 @@ def fail(
     retry_in: float | None,
     now: float,
     attempt: int | None = None,
+    counts: bool = True,
 ) -> str:
     """Record a failed attempt; returns the new status.
+
+    With ``counts=False`` the attempt taken at claim time is given back (the
+    work was refused before it was tried), so the message can never die of
+    refusals alone.
 
     The message goes back to pending, due ``retry_in`` seconds from ``now``,
     unless ``retry_in`` is ``None`` (a permanent failure) or the attempt was
@@ -825,13 +830,15 @@ def fail(
             ).fetchone()
             if row is None:
                 return "lost"
-            dead = retry_in is None or row[0] >= row[1]
+            refund = not counts and retry_in is not None and row[0] > 0
+            dead = retry_in is None or (not refund and row[0] >= row[1])
             status = DEAD if dead else PENDING
             conn.execute(
                 "UPDATE webhook_events SET status = ?1, available_at = ?2,"
                 " lease_until = NULL, updated_at = ?3, last_error = ?4,"
-                " first_error = COALESCE(first_error, ?4) WHERE id = ?5",
-                (status, now + (retry_in or 0.0), now, error, event_id),
+                " first_error = COALESCE(first_error, ?4),"
+                " attempts = attempts - ?6 WHERE id = ?5",
+                (status, now + (retry_in or 0.0), now, error, event_id, int(refund)),
             )
             return status
 

@@ -716,7 +716,7 @@ class WebhookManager:
         except PermanentHandlerError as exc:
             self._failed(item, exc, retry_in=None)
         except RetryLater as exc:
-            self._failed(item, exc, retry_in=exc.delay)
+            self._failed(item, exc, retry_in=exc.delay, counts=exc.counts)
         except Exception as exc:
             self._failed(item, exc, retry_in=self._retry_delay(item.attempts))
         else:
@@ -724,7 +724,12 @@ class WebhookManager:
         return None
 
     def _failed(
-        self, item: _queue.ClaimedEvent, exc: Exception, *, retry_in: float | None
+        self,
+        item: _queue.ClaimedEvent,
+        exc: Exception,
+        *,
+        retry_in: float | None,
+        counts: bool = True,
     ) -> None:
         detail = "".join(traceback.format_exception(exc))
         error = f"attempt {item.attempts}/{item.max_attempts}\n{detail}"
@@ -736,6 +741,7 @@ class WebhookManager:
                 retry_in=retry_in,
                 now=self._clock(),
                 attempt=item.attempts,
+                counts=counts,
             )
         except StorageError as exc2:
             # Not a handler failure: the event stays leased and comes back

@@ -692,3 +692,17 @@ QueueMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=30, deadline=None, database=None
 )
 test_queue_matches_model = QueueMachine.TestCase
+
+
+def test_fail_without_counting_gives_the_attempt_back(db: Database) -> None:
+    """A refusal before the work was tried never uses up the last attempt."""
+    event_id = put(db, "r1", max_attempts=1)
+    [item] = queue.claim(db, limit=1, lease=30, now=T0)
+    status = queue.fail(
+        db, event_id, error="breaker open", retry_in=5, now=T0, counts=False
+    )
+    assert status == "pending"
+    [row] = queue.list_events(db)
+    assert row["attempts"] == item.attempts - 1
+    [again] = queue.claim(db, limit=1, lease=30, now=T0 + 5)
+    assert queue.fail(db, again.id, error="500", retry_in=5, now=T0 + 5) == "dead"
