@@ -44,6 +44,10 @@ __all__ = ["WRITE_SCOPE", "Limiter", "TokenBucket", "WindowLimit"]
 #: :attr:`LimiterPolicy.write_interval` is set.
 WRITE_SCOPE = "write"
 
+#: Longest a quota report (remaining / reset headers) may hold a scope back;
+#: GitHub's hourly window is the longest documented.
+MAX_OBSERVED_WAIT = 3600.0
+
 
 class _Scope:
     """What every kind of bucket shares: a pause and a pace.
@@ -483,6 +487,9 @@ class Limiter:
         seconds = reset_at - self._wall()
         if not (0.0 < seconds < math.inf):
             return
+        # A reset further away than any real quota window is a garbled
+        # header: hold back at most MAX_OBSERVED_WAIT, never for years.
+        seconds = min(seconds, MAX_OBSERVED_WAIT)
         until = now + seconds
         if remaining > low:
             if until > bucket._pace_until:

@@ -708,3 +708,11 @@ def test_limiter_pace_wait_may_run_to_pause_wait() -> None:
     with pytest.raises(RateLimitedError, match="paced"):
         lim.acquire("core")
     assert lim.acquire("core", pause_wait=60.0) == pytest.approx(50.0)
+
+
+def test_limiter_observe_caps_a_reset_years_away() -> None:
+    """A garbled reset ten years out holds the scope back one hour at most."""
+    clock = FakeClock()
+    lim = make_limiter(clock)
+    lim.observe("core", remaining=0, reset_at=10_000.0 + 10 * 365 * 86400, limit=60)
+    assert lim.snapshot()["core"]["paused_for"] == pytest.approx(3600.0)
