@@ -107,6 +107,9 @@ class ResponseCache:
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._hits = 0
         self._misses = 0
+        # Moves on every invalidation: a response fetched before a write
+        # finished must not be stored after that write dropped the old one.
+        self._generation = 0
 
     def ttl_for(self, path: str) -> float:
         """Seconds a response for ``path`` stays fresh; ``0`` means "do not cache".
@@ -171,6 +174,7 @@ class ResponseCache:
         value: CachedResponse,
         *,
         fresh_for: float | None = None,
+        generation: int | None = None,
     ) -> bool:
         """Store ``value`` under ``key`` for the TTL of ``path``.
 
@@ -178,10 +182,14 @@ class ResponseCache:
             than the TTL (``0`` for a response that must be revalidated before
             each use, such as ``Cache-Control: no-cache``); the entry is kept
             for revalidation for twice the TTL either way.
-        :return: ``False`` (and nothing stored) when the cache is disabled
-            or the path's TTL is 0.
+        :param generation: :attr:`generation` read before the response was
+            fetched; when an invalidation happened since, nothing is stored.
+        :return: ``False`` (and nothing stored) when the cache is disabled,
+            the path's TTL is 0, or an invalidation overtook the fetch.
         """
         if not self._enabled:
+            return False
+        if generation is not None and generation != self._generation:
             return False
         ttl = self.ttl_for(path)
         if ttl <= 0.0:
@@ -199,8 +207,14 @@ class ResponseCache:
                 pass
         return True
 
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever entries are invalidated."""
+        return self._generation
+
     def invalidate(self, key: str) -> bool:
         """Forget ``key``; ``True`` if it was stored."""
+        self._generation += 1
         return self._cache.pop(key, None) is not None
 
     def invalidate_prefix(self, prefix: str) -> int:
@@ -212,6 +226,7 @@ class ResponseCache:
         plain prefix, those of ``.../repos/o/r2`` too: dropping too much
         only costs a refetch).
         """
+        self._generation += 1
         doomed = [k for k in _keys(self._cache) if _url_of(k).startswith(prefix)]
         for key in doomed:
             self._cache.pop(key, None)
@@ -219,6 +234,7 @@ class ResponseCache:
 
     def clear(self) -> None:
         """Forget every entry."""
+        self._generation += 1
         self._cache.clear()
 
     def __len__(self) -> int:

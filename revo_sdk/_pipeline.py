@@ -319,6 +319,7 @@ class Integration:
     def _fetch(self, call: _Call, key: str) -> requests.Response:
         """One upstream GET for the cache, conditional when a stale entry
         has validators; a 304 refreshes that entry and is served from it."""
+        generation = self.cache.generation  # a write meanwhile voids the store
         stale = self.cache.get_stale(key)
         sent = call
         if stale is not None and (stale.etag or stale.last_modified):
@@ -335,7 +336,13 @@ class Integration:
             refreshed = _refreshed(stale, response)
             storable, fresh_for = _storability(_header(response, "cache-control"))
             if storable:
-                self.cache.put(key, call.path, refreshed, fresh_for=fresh_for)
+                self.cache.put(
+                    key,
+                    call.path,
+                    refreshed,
+                    fresh_for=fresh_for,
+                    generation=generation,
+                )
             else:
                 self.cache.invalidate(key)
             self._emit("cache_revalidated", route_of(call.path), 1.0)
@@ -344,7 +351,11 @@ class Integration:
             storable, fresh_for = _storability(_header(response, "cache-control"))
             if storable:
                 self.cache.put(
-                    key, call.path, _to_cached(response), fresh_for=fresh_for
+                    key,
+                    call.path,
+                    _to_cached(response),
+                    fresh_for=fresh_for,
+                    generation=generation,
                 )
         return response
 

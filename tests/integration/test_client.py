@@ -410,3 +410,25 @@ def test_calls_after_close_raise_client_closed(upstream: Upstream) -> None:
     with pytest.raises(ClientClosedError):
         c.echo.get("/hello")
     assert upstream.calls() == []
+
+
+def test_read_started_before_a_write_is_not_cached_after_it(
+    client: Client, upstream: Upstream
+) -> None:
+    """A GET in flight while a PATCH completes does not store its older answer."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def old_version(_: object) -> Any:
+        arrived.set()
+        release.wait(10)
+        return json_answer(200, {"v": 0})
+
+    upstream.script("GET", "/things/7", old_version, json_answer(200, {"v": 1}))
+    upstream.script("PATCH", "/things/7", json_answer(200, {"v": 1}))
+    reader = threading.Thread(target=client.echo.get, args=("/things/7",))
+    reader.start()
+    assert arrived.wait(10)
+    assert client.echo.patch("/things/7", json={"v": 1}).status_code == 200
+    release.set()
+    reader.join(10)
+    assert client.echo.get("/things/7").json() == {"v": 1}
