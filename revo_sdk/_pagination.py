@@ -30,7 +30,11 @@ __all__ = ["first_list", "iter_pages", "link_next", "paginate", "parse_link"]
 Cursor = Mapping[str, Any] | str
 
 # One link-value: "<target>" followed by its parameters, up to the next "<".
-_LINK_VALUE = re.compile(r"<([^>]*)>([^<]*)")
+# "<" cannot occur inside a target, so a scan that starts at one "<" ends at
+# the next: linear time on hostile headers such as "<<<<...".
+_LINK_VALUE = re.compile(r"<([^<>]*)>([^<]*)")
+#: Longest Link header read; the rest of a longer one is ignored.
+MAX_LINK_HEADER = 64 * 1024
 _REL = re.compile(r'(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))', re.IGNORECASE)
 #: The relations that move through a collection; every other one (such as
 #: ``deprecation`` or ``alternate``) is information, not a page.
@@ -47,7 +51,7 @@ def parse_link(value: str | None) -> dict[str, str]:
     found: dict[str, str] = {}
     if not value:
         return found
-    for match in _LINK_VALUE.finditer(value):
+    for match in _LINK_VALUE.finditer(value[:MAX_LINK_HEADER]):
         target = match[1].strip()
         rel = _REL.search(match[2])
         if not target or rel is None:

@@ -239,10 +239,16 @@ class Integration:
         if json is not None or data is not None or headers or idempotency_key:
             request_headers = dict(self.headers)
             body = _encode_body(json, data, request_headers)
-            if headers:
-                request_headers.update(headers)
+            extra = dict(headers or {})
             if idempotency_key:
-                request_headers["Idempotency-Key"] = idempotency_key
+                extra["Idempotency-Key"] = idempotency_key
+            if extra:
+                # A caller's header replaces the integration's whatever its
+                # case: never send both "Authorization" and "authorization".
+                given = {name.lower() for name in extra}
+                for name in [n for n in request_headers if n.lower() in given]:
+                    del request_headers[name]
+                request_headers.update(extra)
         may_resend = bool(idempotent or idempotency_key or method in IDEMPOTENT_METHODS)
         if idempotent is False:
             may_resend = False

@@ -432,3 +432,15 @@ def test_read_started_before_a_write_is_not_cached_after_it(
     release.set()
     reader.join(10)
     assert client.echo.get("/things/7").json() == {"v": 1}
+
+
+def test_call_header_replaces_integration_header_in_any_case(
+    client: Client, upstream: Upstream
+) -> None:
+    """headers={"authorization": ...} replaces the token, never adds a second one."""
+    upstream.script("GET", "/hello", json_answer(200, {}))
+    client.echo.get("/hello", headers={"authorization": "Bearer other"}, cache=False)
+    sent = upstream.calls("GET", "/hello")[0].headers
+    assert [v for k, v in sent.items() if k.lower() == "authorization"] == [
+        "Bearer other"
+    ]
