@@ -462,32 +462,43 @@ class AlertManager:
                     last = self._last_fired.get(key)
                     if last is not None and now - last < rule.cooldown:
                         continue
-                    sent.append(self._fire(db, rule, name, value, now))
+                    fired = self._fire(db, rule, name, value, now)
                     self._last_fired[key] = now
+                    if fired is not None:
+                        sent.append(fired)
                 elif not holds and key in firing:
-                    sent.append(self._resolve(db, key, firing[key][0], value, now))
+                    resolved = self._resolve(db, key, firing[key][0], value, now)
+                    if resolved is not None:
+                        sent.append(resolved)
         for key, (alert_id, _) in firing.items():
             if key[0] not in rules:  # the rule was removed
-                sent.append(self._resolve(db, key, alert_id, None, now))
+                resolved = self._resolve(db, key, alert_id, None, now)
+                if resolved is not None:
+                    sent.append(resolved)
         for alert in sent:
             self._notify(alert)
         return sent
 
     def _fire(
         self, db: Database, rule: AlertRule, name: str, value: float | None, now: float
-    ) -> AlertRecord:
+    ) -> AlertRecord | None:
+        """Store a firing alert; ``None`` when another process stored it first
+        (a unique index allows one firing row per rule and integration)."""
         shown = "no data" if value is None else f"{value:.4g}"
         message = (
             f"{rule.description or rule.describe()} "
             f"({rule.aggregation} {shown} {rule.comparison} {rule.threshold:g})"
         )
         with db.write() as conn:
-            alert_id = conn.execute(
-                "INSERT INTO alerts (rule, integration, severity, metric, value,"
-                " threshold, message, fired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO alerts (rule, integration, severity, metric,"
+                " value, threshold, message, fired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (rule.name, name, rule.severity, rule.metric, value,
                  rule.threshold, message, now),
-            ).lastrowid  # fmt: skip
+            )  # fmt: skip
+            if cursor.rowcount == 0:
+                return None
+            alert_id = cursor.lastrowid
         return AlertRecord(
             rule.name, name, rule.severity, "firing", rule.metric, value,
             rule.threshold, message, now, alert_id,
@@ -500,13 +511,16 @@ class AlertManager:
         alert_id: int,
         value: float | None,
         now: float,
-    ) -> AlertRecord:
+    ) -> AlertRecord | None:
+        """Store the resolution; ``None`` when another process resolved it."""
         with db.write() as conn:
-            conn.execute(
+            changed = conn.execute(
                 "UPDATE alerts SET resolved_at = ?, resolved_value = ?"
                 " WHERE id = ? AND resolved_at IS NULL",
                 (now, value, alert_id),
-            )
+            ).rowcount
+            if changed == 0:
+                return None
             severity, metric, threshold, message = conn.execute(
                 "SELECT severity, metric, threshold, message FROM alerts WHERE id = ?",
                 (alert_id,),

@@ -189,6 +189,22 @@ def _m004_dedup_keys(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m011_one_firing_alert(conn: sqlite3.Connection) -> None:
+    # Several processes may evaluate alerts on one file: at most one firing
+    # row per rule and integration, so an edge is stored (and told) once.
+    _run_script(
+        conn,
+        """
+        UPDATE alerts SET resolved_at = fired_at
+            WHERE resolved_at IS NULL AND id NOT IN (
+                SELECT MAX(id) FROM alerts WHERE resolved_at IS NULL
+                GROUP BY rule, integration);
+        CREATE UNIQUE INDEX alerts_one_firing
+            ON alerts (rule, integration) WHERE resolved_at IS NULL
+        """,
+    )
+
+
 #: Append-only: never edit or reorder an applied migration, add a new one.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_webhooks", _m001_webhooks),
@@ -196,6 +212,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m003_queue_semantics", _m003_queue_semantics),
     ("m004_dedup_keys", _m004_dedup_keys),
     ("m010_monitoring", _m010_monitoring),
+    ("m011_one_firing_alert", _m011_one_firing_alert),
 ]
 
 

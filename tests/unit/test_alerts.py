@@ -308,3 +308,30 @@ def test_alerts_slack_sink_posts_through_the_slack_integration(
     )
     assert body["channel"] == "#ops"
     assert "dead_letters firing for github" in body["text"]
+
+
+def test_alerts_two_managers_on_one_file_notify_each_edge_once(
+    db: Database, tmp_path: Path
+) -> None:
+    """Two processes' managers sharing a file store and tell each edge once."""
+    clock, seen_a, seen_b = Clock(), [], []
+    other = Database(db.path)  # a second handle, as another process would have
+    a = manager(db, clock, [HEALTH], seen_a)
+    b = manager(other, clock, [HEALTH], seen_b)
+    probe(db, False, T0)
+
+    a.evaluate(["github"])
+    b.evaluate(["github"])  # loaded before a's row existed in its own view
+    assert len(seen_a) + len(seen_b) == 1
+    # Evaluating at the same moment, b would find no firing row yet: its
+    # insert must then lose to a's.
+    assert b._fire(other, HEALTH, "github", 0.0, clock.now) is None
+    assert len(db.query("SELECT id FROM alerts WHERE resolved_at IS NULL")) == 1
+
+    clock.now += 60
+    probe(db, True, clock.now)
+    a.evaluate(["github"])
+    b.evaluate(["github"])
+    states = [x.state for x in seen_a + seen_b]
+    assert states.count("resolved") == 1
+    other.close()
