@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from ._adapter import PipelineAdapter
 from ._alerts import DEFAULT_RULES, AlertRule
 from ._breaker import StateChange
 from ._client import Client, IntegrationHandle
@@ -88,6 +89,7 @@ __all__ = [
     "Outcome",
     "PaginationError",
     "PermanentHandlerError",
+    "PipelineAdapter",
     "Provider",
     "RateLimitInfo",
     "RateLimitedError",
