@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from requests.structures import CaseInsensitiveDict
-
 from revo_sdk import (
     CachePolicy,
     LimiterPolicy,
@@ -33,11 +31,13 @@ from revo_sdk._config import IntegrationConfig
 from revo_sdk._pagination import link_next
 from revo_sdk._provider import OK, parse_retry_after_seconds
 from revo_sdk._signatures import (
+    QUOTA_HEADERS,
     as_bytes,
     header_date,
     header_int,
     header_value,
     is_token,
+    lacks_headers,
     load_form,
     load_json_object,
     looks_like_json,
@@ -227,7 +227,7 @@ class GitHubProvider(Provider):
 
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """The ``x-ratelimit-*`` headers, scoped by ``x-ratelimit-resource``."""
-        if _without_quota_headers(headers):
+        if lacks_headers(headers, QUOTA_HEADERS):
             return None  # most answers: skip three case-insensitive scans
         limit = header_int(headers, "X-RateLimit-Limit")
         remaining = header_int(headers, "X-RateLimit-Remaining")
@@ -317,23 +317,6 @@ def _mentions_secondary_limit(body: object) -> bool:
         return False
     head = raw[:_BODY_SCAN].lower()
     return any(marker in head for marker in _SECONDARY_MARKERS)
-
-
-def _without_quota_headers(headers: Mapping[str, str]) -> bool:
-    """True when case-insensitive ``headers`` hold no ``X-RateLimit-*`` field
-    this provider reads; ``False`` (look closer) for other mappings."""
-    if not isinstance(headers, CaseInsensitiveDict):
-        return False
-    # Its storage is keyed by the lower-case name; "in" on the mapping
-    # itself would raise and catch a KeyError for each absent field.
-    store = getattr(headers, "_store", None)
-    if type(store) is not dict:
-        store = {name.lower(): None for name in headers}
-    return not (
-        "x-ratelimit-remaining" in store
-        or "x-ratelimit-reset" in store
-        or "x-ratelimit-limit" in store
-    )
 
 
 @hookimpl

@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from requests.structures import CaseInsensitiveDict
-
 from revo_sdk import (
     CachePolicy,
     ConfigurationError,
@@ -33,12 +31,14 @@ from revo_sdk._config import IntegrationConfig
 from revo_sdk._pagination import first_list
 from revo_sdk._provider import OK, parse_retry_after_seconds
 from revo_sdk._signatures import (
+    QUOTA_HEADERS,
     as_bytes,
     body_fingerprint,
     header_date,
     header_int,
     header_value,
     is_token,
+    lacks_headers,
     load_json_object,
     parse_iso8601,
     verify_jira,
@@ -183,7 +183,7 @@ class JiraProvider(Provider):
 
     def rate_limit_info(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         """``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (ISO-8601)."""
-        if _without_quota_headers(headers):
+        if lacks_headers(headers, QUOTA_HEADERS):
             return None  # most answers: skip three case-insensitive scans
         limit = header_int(headers, "X-RateLimit-Limit")
         remaining = header_int(headers, "X-RateLimit-Remaining")
@@ -251,23 +251,6 @@ def _limit_reason(headers: Mapping[str, str]) -> str | None:
         return None
     value = value.lower()
     return value if _SCOPE.fullmatch(value) else "default"
-
-
-def _without_quota_headers(headers: Mapping[str, str]) -> bool:
-    """True when case-insensitive ``headers`` hold no ``X-RateLimit-*`` field
-    this provider reads; ``False`` (look closer) for other mappings."""
-    if not isinstance(headers, CaseInsensitiveDict):
-        return False
-    # Its storage is keyed by the lower-case name; "in" on the mapping
-    # itself would raise and catch a KeyError for each absent field.
-    store = getattr(headers, "_store", None)
-    if type(store) is not dict:
-        store = {name.lower(): None for name in headers}
-    return not (
-        "x-ratelimit-remaining" in store
-        or "x-ratelimit-reset" in store
-        or "x-ratelimit-limit" in store
-    )
 
 
 @hookimpl

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from requests.structures import CaseInsensitiveDict
+
 from ._exceptions import WebhookRejected
 from ._provider import VERIFIED, VerifyResult
 
@@ -570,3 +572,23 @@ def load_form(body: bytes) -> dict[str, str]:
     for key, value in pairs:
         form.setdefault(key, value)
     return form
+
+
+#: The quota headers GitHub and Jira send (lower-case names).
+QUOTA_HEADERS = ("x-ratelimit-remaining", "x-ratelimit-reset", "x-ratelimit-limit")
+
+
+def lacks_headers(headers: Mapping[str, str], names: Iterable[str]) -> bool:
+    """True when case-insensitive ``headers`` hold none of ``names`` (given in
+    lower case); ``False`` (look closer) for any other kind of mapping.
+
+    A fast path for the common response without quota headers: the storage
+    of requests' CaseInsensitiveDict is keyed by lower-case name, while ``in``
+    on the mapping itself would raise and catch a KeyError per absent name.
+    """
+    if not isinstance(headers, CaseInsensitiveDict):
+        return False
+    store = getattr(headers, "_store", None)
+    if type(store) is not dict:
+        store = {name.lower(): None for name in headers}
+    return not any(name in store for name in names)
