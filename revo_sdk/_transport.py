@@ -221,7 +221,15 @@ class Transport:
             raw.close()  # never read what is already known to be too big
             raise self._too_large(method, url)
         try:
-            data = raw.read(limit + 1)
+            # A declared, unencoded length within the limit is read whole
+            # (urllib3's fast path); anything else (chunked, or compressed,
+            # whose decoded size the length does not bound) up to the limit.
+            whole = (
+                declared is not None
+                and declared.isdigit()
+                and not raw.headers.get("Content-Encoding")
+            )
+            data = raw.read() if whole else raw.read(limit + 1)
         except ReadTimeoutError:
             raw.close()
             raise CallTimeoutError(

@@ -110,3 +110,15 @@ def test_redirect_through_a_tricky_location_keeps_the_token_home() -> None:
         with contextlib.suppress(Exception):
             t.send("GET", f"{good.url}/moved", headers=headers, body=None)
         assert all("Authorization" not in c.headers for c in evil.calls())
+
+
+def test_compressed_body_is_limited_after_decoding(upstream: Upstream) -> None:
+    """A small gzip body that inflates past the limit is refused, not read whole."""
+    import gzip
+
+    bomb = gzip.compress(b"0" * 100_000)
+    upstream.script("GET", "/bomb", (200, {"Content-Encoding": "gzip"}, bomb))
+    small = transport(upstream, max_response_bytes=10_000)
+    assert len(bomb) < 10_000
+    with pytest.raises(ResponseTooLargeError):
+        small.send("GET", f"{upstream.url}/bomb", headers={}, body=None)
