@@ -46,6 +46,7 @@ from ._db import Database
 from ._records import AttemptRecord
 from ._rollup import (
     Retention,
+    _where,
     attempt_groups,
     bucket_value,
     compact,
@@ -599,18 +600,6 @@ def _reader(db: Database) -> sqlite_utils.Database:
     return sqlite_utils.Database(
         db.connection(), recursive_triggers=False, execute_plugins=False
     )
-
-
-def _where(since: float | None, integration: str | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["1"]
-    params: list[Any] = []
-    if since is not None:
-        clauses.append("ts >= ?")
-        params.append(since)
-    if integration is not None:
-        clauses.append("integration = ?")
-        params.append(integration)
-    return " AND ".join(clauses), params
 
 
 def summarize(

@@ -217,18 +217,25 @@ def _roll_events(
 # -- reading -----------------------------------------------------------------
 
 
-def _where(since: float | None, integration: str | None) -> tuple[str, list[Any]]:
+def _where(
+    since: float | None, integration: str | None, *, since_sql: str = "ts >= ?"
+) -> tuple[str, list[Any]]:
+    """A WHERE clause (and its parameters) for an optional time window and
+    integration; ``since_sql`` compares the time column with ``since``."""
     clauses: list[str] = ["1"]
     params: list[Any] = []
     if since is not None:
-        # A bucket counts when it starts in the window (its start is
-        # floored, so up to one bucket before ``since`` may be included).
-        clauses.append("ts >= ? - resolution")
+        clauses.append(since_sql)
         params.append(since)
     if integration is not None:
         clauses.append("integration = ?")
         params.append(integration)
     return " AND ".join(clauses), params
+
+
+# A bucket counts when it starts in the window (its start is floored, so up
+# to one bucket before ``since`` may be included).
+_BUCKET_SINCE = "ts >= ? - resolution"
 
 
 def attempt_groups(
@@ -238,7 +245,7 @@ def attempt_groups(
     ``method``, ``route``, ``outcome``, ``attempt`` (1 or 2), ``n``,
     ``waits``, ``wait_seconds``, ``latency_n``, ``latency_sum_ms`` and
     ``hist`` (bucket counts)."""
-    where, params = _where(since, integration)
+    where, params = _where(since, integration, since_sql=_BUCKET_SINCE)
     rows = db.query(
         "SELECT integration, method, route, outcome, retry, SUM(n), SUM(waits),"  # noqa: S608 - placeholders only
         " TOTAL(wait_ms), SUM(latency_n), TOTAL(latency_sum_ms),"
@@ -284,7 +291,7 @@ def event_groups(
 ) -> Iterator[dict[str, Any]]:
     """Rolled-up events: ``integration``, ``kind``, ``detail``, ``n``,
     ``total``, ``last_value``, ``last_ts``."""
-    where, params = _where(since, integration)
+    where, params = _where(since, integration, since_sql=_BUCKET_SINCE)
     rows = db.query(
         "SELECT integration, kind, detail, SUM(n), TOTAL(value),"  # noqa: S608 - placeholders only
         " MAX(last_ts) FROM metric_event_rollups"
