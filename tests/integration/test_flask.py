@@ -6,13 +6,14 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from signed_provider import SignedProvider
 
 flask = pytest.importorskip("flask")
 
@@ -21,8 +22,6 @@ from revo_sdk import (  # noqa: E402  # after the optional-dependency skip above
     IntegrationConfig,
     Provider,
     UnknownIntegrationError,
-    VerifyResult,
-    WebhookEvent,
 )
 from revo_sdk import _queue as queue  # noqa: E402  # after the skip above
 from revo_sdk._db import Database  # noqa: E402  # after the skip above
@@ -30,30 +29,6 @@ from revo_sdk._webhooks import Delivery, WebhookManager  # noqa: E402  # after t
 from revo_sdk.contrib.flask import RevoWebhooks  # noqa: E402  # after the skip above
 
 SECRET = "flask-secret"
-
-
-class SignedProvider(Provider):
-    """HMAC-SHA256 hex in ``X-Test-Signature``; JSON body with id and type."""
-
-    name = "test"
-
-    def verify_webhook(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: tuple[str, ...],
-        *,
-        now: float,
-    ) -> VerifyResult:
-        given = headers.get("X-Test-Signature", "")
-        expected = hmac.new(secrets[0].encode(), body, hashlib.sha256).hexdigest()
-        return VerifyResult(hmac.compare_digest(expected, given), "mismatch")
-
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes, content_type: str
-    ) -> WebhookEvent:
-        data = json.loads(body)
-        return WebhookEvent(data["type"], data["id"], data["id"], data)
 
 
 def resolve(name: str) -> tuple[IntegrationConfig, Provider]:

@@ -21,51 +21,20 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+from signed_provider import SignedProvider
 
 from revo_sdk import (
     IntegrationConfig,
     Provider,
     StorageError,
     UnknownIntegrationError,
-    VerifyResult,
-    WebhookEvent,
 )
 from revo_sdk import _queue as queue
 from revo_sdk._db import Database
-from revo_sdk._webhooks import WebhookManager, decode_body
+from revo_sdk._webhooks import WebhookManager
 from revo_sdk.contrib.wsgi import WebhookMiddleware
 
 SECRET = "wsgi-secret"
-
-
-class SignedProvider(Provider):
-    """HMAC-SHA256 hex in ``X-Test-Signature``; JSON (or form ``payload``)."""
-
-    name = "test"
-
-    def verify_webhook(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: tuple[str, ...],
-        *,
-        now: float,
-    ) -> VerifyResult:
-        given = headers.get("X-Test-Signature", "")
-        for secret in secrets:
-            expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            if hmac.compare_digest(expected, given):
-                return VerifyResult(True, "ok")
-        return VerifyResult(False, "mismatch" if given else "missing_header")
-
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes, content_type: str
-    ) -> WebhookEvent:
-        data = decode_body(body, content_type)
-        if data.get("type") == "url_verification":
-            reply = (200, "text/plain", data["challenge"].encode())
-            return WebhookEvent("url_verification", "", "", data, reply=reply)
-        return WebhookEvent(data["type"], data["id"], data["id"], data)
 
 
 def resolve(name: str) -> tuple[IntegrationConfig, Provider]:

@@ -8,11 +8,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from signed_provider import SignedProvider as BaseSignedProvider
 
 from revo_sdk import (
     ConfigurationError,
@@ -22,8 +23,6 @@ from revo_sdk import (
     RetryPolicy,
     StorageError,
     UnknownIntegrationError,
-    VerifyResult,
-    WebhookEvent,
     WebhookRecord,
     WebhookRejected,
 )
@@ -41,36 +40,10 @@ SECRET = "s3cret-value"
 T0 = 1_700_000_000.0
 
 
-class SignedProvider(Provider):
-    """HMAC-SHA256 hex in ``X-Test-Signature``; JSON body with id and type."""
+class SignedProvider(BaseSignedProvider):
+    """The shared test provider, with dedup keys distinct from delivery ids."""
 
-    name = "test"
-
-    def verify_webhook(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: tuple[str, ...],
-        *,
-        now: float,
-    ) -> VerifyResult:
-        given = headers.get("X-Test-Signature")
-        if given is None:
-            return VerifyResult(False, "missing_header")
-        for secret in secrets:
-            expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            if hmac.compare_digest(expected, given):
-                return VerifyResult(True, "ok")
-        return VerifyResult(False, "mismatch")
-
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes, content_type: str
-    ) -> WebhookEvent:
-        data = json.loads(body)
-        if data.get("type") == "url_verification":
-            reply = (200, "text/plain", data["challenge"].encode())
-            return WebhookEvent("url_verification", "", "", data, reply=reply)
-        return WebhookEvent(data["type"], data["id"], f"key-{data['id']}", data)
+    key_prefix = "key-"
 
 
 class FakeClock:
