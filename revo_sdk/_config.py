@@ -7,8 +7,7 @@ to derive a changed copy.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -368,11 +367,3 @@ class IntegrationConfig:
     @property
     def provider_name(self) -> str:
         return self.provider or self.name
-
-    def with_defaults(self, **defaults: Any) -> IntegrationConfig:
-        """A copy in which each ``None`` field takes the value in ``defaults``."""
-        changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
-        return dataclasses.replace(self, **changes) if changes else self
-
-
-FallbackFunc = Callable[[BaseException], Any]

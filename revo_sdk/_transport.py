@@ -431,8 +431,3 @@ def _short(exc: BaseException) -> str:
         exc.args[-1] if isinstance(exc, NewConnectionError) and exc.args else exc
     )
     return text[:200]
-
-
-def header_view(headers: Mapping[str, str]) -> CaseInsensitiveDict[str]:
-    """A case-insensitive copy of ``headers``."""
-    return CaseInsensitiveDict(headers)
