@@ -82,6 +82,9 @@ MAX_GROWTH = 64.0
 #: Retry-After (a year) must not stop an integration until the process ends.
 #: GitHub's hourly quota, the longest documented window, fits.
 MAX_SERVER_PAUSE = 3600.0
+#: Change in the share of quota left (0-1) worth a ``rate_limit_remaining``
+#: event.
+QUOTA_REPORT_STEP = 0.01
 
 #: Methods that read; every other one is a write, spaced by the limiter's
 #: ``write_interval``.
@@ -202,6 +205,7 @@ class Integration:
         self._routes: dict[tuple[str, str], tuple[str, str]] = {}
         # Rate limits in a row per paused scope; emptied by a success there.
         self._strikes: dict[str, int] = {}
+        self._quota_seen: dict[str, float] = {}
         self._closed = False
 
     # -- the call -----------------------------------------------------------
@@ -465,9 +469,7 @@ class Integration:
                     info.scope, info.remaining, info.reset_at, limit=info.limit
                 )
                 if info.limit and info.remaining is not None:
-                    self._emit(
-                        "rate_limit_remaining", info.scope, info.remaining / info.limit
-                    )
+                    self._quota_left(info.scope, info.remaining / info.limit)
             self._record(
                 call,
                 route,
@@ -619,6 +621,15 @@ class Integration:
                 waited,
             )
         )
+
+    def _quota_left(self, scope: str, share: float) -> None:
+        """Report the share of a scope's quota left when it moved by a point
+        or more: every GitHub answer carries it, and one event per call
+        would double the metrics written for nothing."""
+        last = self._quota_seen.get(scope)
+        if last is None or abs(share - last) >= QUOTA_REPORT_STEP:
+            self._quota_seen[scope] = share
+            self._emit("rate_limit_remaining", scope, share)
 
     def _emit(self, kind: str, detail: str, value: float) -> None:
         if self._event is not None:

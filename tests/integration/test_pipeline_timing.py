@@ -671,3 +671,39 @@ def test_pipeline_reports_waits_pauses_and_quota_as_events(upstream: Upstream) -
     assert kinds["rate_limit_pause"][1] >= 5
     assert kinds["rate_limit_wait"][1] >= 5
     assert kinds["rate_limit_remaining"] == ("core", pytest.approx(0.8))
+
+
+def test_quota_left_is_reported_when_it_moves_not_on_every_call(
+    upstream: Upstream,
+) -> None:
+    """Ten answers a few calls apart in quota give one event; a 2 % drop another."""
+    from revo_sdk_plugins.github import GitHubProvider
+
+    fake = FakeTime()
+    events: list[tuple[str, str, str, float]] = []
+
+    def quota(remaining: int) -> Any:
+        return json_answer(
+            200,
+            {},
+            x_ratelimit_limit="5000",
+            x_ratelimit_remaining=str(remaining),
+            x_ratelimit_reset="9999999999",
+            x_ratelimit_resource="core",
+        )
+
+    upstream.script("GET", "/user", *[quota(4000 - n) for n in range(10)], quota(3900))
+    config = IntegrationConfig(
+        name="github", base_url=upstream.url, breaker=BreakerPolicy(enabled=False)
+    )
+    integration = Integration(
+        config,
+        GitHubProvider(),
+        clock=fake.clock,
+        sleep=fake.sleep,
+        event=lambda *e: events.append(e),
+    )
+    for _ in range(11):
+        integration.request("GET", "/user")
+    reported = [value for _, kind, _, value in events if kind == "rate_limit_remaining"]
+    assert reported == [pytest.approx(0.8), pytest.approx(0.78)]
